@@ -1,0 +1,1 @@
+"""docker-tls: a CloudFormation custom resource for a Docker fleet's mutual-TLS bundle."""

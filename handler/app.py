@@ -1,0 +1,169 @@
+"""Lambda entry point: CloudFormation events in, calls to the bundle logic, responses out.
+
+Nothing here decides anything about certificates; it translates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from handler import logs
+from handler.bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
+from handler.certificates import fingerprint
+from handler.cfn import CustomResource, LambdaContext, RequestFailed, response_body
+from handler.ensure import NotConverged, Outcome, ensure
+from handler.properties import (
+    PropertyError,
+    parse_generator,
+    parse_getter,
+    parse_rack,
+    rotation_requested,
+)
+from handler.store import ParameterStore, StoreError
+
+GENERATOR = "Custom::SelfSignedCertificate"
+GETTER = "Custom::SelfSignedCertificateGetter"
+
+log = logging.getLogger(__name__)
+logs.setup()
+helper = CustomResource()
+store = ParameterStore()
+
+
+def generator_data(outcome: Outcome) -> dict[str, str]:
+    """``Data`` of a generator response: parameter names and public CA facts, no key."""
+    names = outcome.names
+    return {
+        "CACertSSMKey": names.cert(Item.CA),
+        "CAKeySSMKey": names.key(Item.CA),
+        "ServerCertSSMKey": names.cert(Item.SERVER),
+        "ServerKeySSMKey": names.key(Item.SERVER),
+        "CertSSMKey": names.cert(Item.CLIENT),
+        "KeySSMKey": names.key(Item.CLIENT),
+        "CACertificate": outcome.ca_cert_value,
+        "CAFingerprint": fingerprint(outcome.ca_cert),
+        "CANotAfter": outcome.ca_cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Action": outcome.action.value,
+    }
+
+
+def _store_failure(error: StoreError) -> RequestFailed:
+    return RequestFailed(
+        f"{error}. Nothing was regenerated or lost: check the function role's SSM and KMS "
+        "permissions (or wait out throttling) and retry."
+    )
+
+
+def _property_failure(error: PropertyError) -> RequestFailed:
+    return RequestFailed(f"{error}. Nothing was read or written; fix the property.")
+
+
+def _ensure(event: Mapping[str, Any]) -> str:
+    now = dt.datetime.now(dt.UTC)
+    properties = event.get("ResourceProperties") or {}
+    try:
+        props = parse_generator(properties, now)
+    except PropertyError as error:
+        raise _property_failure(error) from None
+    rotate = event.get("RequestType") == "Update" and rotation_requested(
+        properties, event.get("OldResourceProperties") or {}
+    )
+    try:
+        outcome = ensure(store, props, rotate=rotate, now=now, should_stop=helper.answered)
+    except StoreError as error:
+        raise _store_failure(error) from None
+    except NotConverged as error:
+        raise RequestFailed(f"{error}; retry the stack operation.") from None
+    helper.Data = generator_data(outcome)
+    log.info(
+        "bundle ensured",
+        extra={
+            "action": outcome.action.value,
+            "ca_fingerprint": helper.Data["CAFingerprint"],
+            "written": outcome.written,
+            "removed": outcome.removed,
+        },
+    )
+    return rack_prefix(props.rack)
+
+
+def _get(event: Mapping[str, Any]) -> str:
+    try:
+        props = parse_getter(event.get("ResourceProperties") or {})
+    except PropertyError as error:
+        raise _property_failure(error) from None
+    names = BundleNames.for_rack(props.rack)
+    key = props.parameter_key
+    if key not in names.material:
+        scope = "this project's" if key.endswith(PARAMETER_SUFFIXES) else "a docker-tls"
+        raise _property_failure(
+            PropertyError(
+                "ParameterKey",
+                f"{key[:80]!r} is not {scope} parameter of Rack {props.rack!r}: use a name "
+                f"the generator returned, e.g. {names.cert(Item.CA)}",
+            )
+        )
+    try:
+        found = store.read([key])
+    except StoreError as error:
+        raise _store_failure(error) from None
+    if key not in found:
+        raise RequestFailed(
+            f"ParameterKey {key} is not in SSM: create the generator for Rack "
+            f"{props.rack!r} first, or check the name."
+        )
+    value = found[key].value
+    data = {"Value": value}
+    body = response_body(event, status="SUCCESS", physical_resource_id=key, data=data)
+    if body["Status"] != "SUCCESS":
+        raise RequestFailed(
+            f"ParameterKey {key} holds {len(value)} characters, too many for CloudFormation's "
+            "4096-byte response: read it from SSM (get-parameter --with-decryption) instead."
+        )
+    helper.NoEcho = names.is_key(key)
+    helper.Data = data
+    return key
+
+
+@helper.create
+@helper.update
+def create_or_update(event: Mapping[str, Any], context: LambdaContext) -> str:
+    resource_type = event.get("ResourceType")
+    if resource_type == GENERATOR:
+        return _ensure(event)
+    if resource_type == GETTER:
+        return _get(event)
+    raise RequestFailed(
+        f"ResourceType {resource_type!r} is not served by this function: use {GENERATOR} "
+        f"or {GETTER}."
+    )
+
+
+@helper.delete
+def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
+    if event.get("ResourceType") != GENERATOR:
+        return  # a getter read nothing; an unknown type created nothing
+    try:
+        rack = parse_rack(event.get("ResourceProperties") or {})
+    except PropertyError:
+        log.info("Delete without a valid Rack: nothing of ours to remove")
+        return
+    if event.get("PhysicalResourceId") != rack_prefix(rack):
+        # A failed Create's marker, or an id from elsewhere: never delete a bundle that
+        # may belong to another resource using the same Rack.
+        log.info("Delete of a PhysicalResourceId that is not this Rack's bundle: nothing done")
+        return
+    names = BundleNames.for_rack(rack)
+    try:
+        removed = store.delete(names.everything)
+    except StoreError as error:
+        raise RequestFailed(f"{error}. Retry the delete once the role may delete.") from None
+    log.info("bundle removed", extra={"removed": len(removed)})
+
+
+def lambda_handler(event: Mapping[str, Any], context: LambdaContext) -> None:
+    """The Lambda entry point (``handler.app.lambda_handler``)."""
+    helper(event, context)

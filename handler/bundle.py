@@ -1,0 +1,351 @@
+"""The bundle's parameters and the decision SPEC §4 makes about them.
+
+:func:`plan` is a pure function of (stored values, properties, rotation wish, now): it says per
+item (CA, server, client) whether to reuse, reissue, renew or rotate, and why. :func:`issue`
+turns a plan into the values to write. Neither touches SSM; :mod:`handler.ensure` does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from handler.certificates import (
+    CA_COMMON_NAME,
+    CertificateAuthority,
+    KeyAlgorithm,
+    PrivateKey,
+    Purpose,
+    Unreadable,
+    certificate_from_stored,
+    certificate_pem,
+    extended_key_usages,
+    is_ca,
+    private_key_from_stored,
+    private_key_pem,
+    same_key,
+    signed_by,
+    subject_alt_names,
+    to_stored,
+)
+from handler.properties import GeneratorProperties
+
+_T = TypeVar("_T")
+
+
+class Item(Enum):
+    """The three certificate/key pairs of a bundle."""
+
+    CA = "ca"
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class Decision(Enum):
+    """What happens to one item."""
+
+    REUSE = "reuse"  # kept as stored, nothing written
+    REISSUE = "reissue"  # a leaf with a new key, signed by the (kept) CA
+    RENEW = "renew"  # the CA certificate re-signed with the same key and subject
+    ROTATE = "rotate"  # a new CA key: every instance launched earlier must be replaced
+
+
+class Action(Enum):
+    """The request's outcome, as returned in ``Data.Action``."""
+
+    CREATED = "created"  # nothing was stored
+    REUSED = "reused"  # nothing written
+    RENEWED = "renewed"  # items issued or renewed under the kept CA key
+    ROTATED = "rotated"  # a new CA
+
+
+_SUFFIXES = {
+    Item.CA: ("ca-cert", "ca-key"),
+    Item.SERVER: ("server-cert", "server-key"),
+    Item.CLIENT: ("cert", "key"),
+}
+_PURPOSES = {Item.SERVER: Purpose.SERVER, Item.CLIENT: Purpose.CLIENT}
+
+
+def rack_prefix(rack: str) -> str:
+    """Lower-case hex of the UTF-8 rack name: the PhysicalResourceId and parameter prefix."""
+    return rack.encode("utf-8").hex()
+
+
+@dataclass(frozen=True)
+class BundleNames:
+    """The SSM parameter names of one rack's bundle."""
+
+    prefix: str
+
+    @classmethod
+    def for_rack(cls, rack: str) -> BundleNames:
+        return cls(rack_prefix(rack))
+
+    def cert(self, item: Item) -> str:
+        return f"{self.prefix}-docker-tls-{_SUFFIXES[item][0]}"
+
+    def key(self, item: Item) -> str:
+        return f"{self.prefix}-docker-tls-{_SUFFIXES[item][1]}"
+
+    @property
+    def version_track(self) -> str:
+        """Written by the old convox handler; only ever removed here."""
+        return f"{self.prefix}-version-track"
+
+    @property
+    def material(self) -> tuple[str, ...]:
+        """The six certificate and key parameters, CA first."""
+        return tuple(name for item in Item for name in (self.cert(item), self.key(item)))
+
+    @property
+    def everything(self) -> tuple[str, ...]:
+        """Every parameter a read, or a Delete, concerns."""
+        return (*self.material, self.version_track)
+
+    def is_key(self, name: str) -> bool:
+        return name in {self.key(item) for item in Item}
+
+
+#: Suffixes of every parameter this project writes; the getter reads nothing else.
+PARAMETER_SUFFIXES = tuple(f"-docker-tls-{s}" for pair in _SUFFIXES.values() for s in pair)
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    """The decision for one item, with the reason an operator would want to read."""
+
+    item: Item
+    decision: Decision
+    reason: str
+    not_after: dt.datetime | None = None  # of the stored certificate, when readable
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per-item decisions for one bundle, and what they need to be carried out."""
+
+    names: BundleNames
+    items: tuple[ItemPlan, ItemPlan, ItemPlan]
+    action: Action
+    authority: CertificateAuthority | None  # the CA leaves chain to; None when rotating
+    remove_version_track: bool
+
+    def __iter__(self) -> Iterator[ItemPlan]:
+        return iter(self.items)
+
+    def decision(self, item: Item) -> Decision:
+        return next(p.decision for p in self.items if p.item is item)
+
+    @property
+    def writes_anything(self) -> bool:
+        return any(p.decision is not Decision.REUSE for p in self.items)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    cert: x509.Certificate | None
+    key: PrivateKey | None
+    cert_problem: str | None  # why ``cert`` is None
+    key_problem: str | None  # why ``key`` is None
+
+    @property
+    def problem(self) -> str | None:
+        return "; ".join(p for p in (self.cert_problem, self.key_problem) if p) or None
+
+
+def _read(values: Mapping[str, str], names: BundleNames, item: Item) -> _Stored:
+    cert, cert_problem = _decode(values.get(names.cert(item)), certificate_from_stored)
+    key, key_problem = _decode(values.get(names.key(item)), private_key_from_stored)
+    return _Stored(
+        cert,
+        key,
+        cert_problem and f"certificate {cert_problem}",
+        key_problem and f"key {key_problem}",
+    )
+
+
+def _decode(value: str | None, decoder: Callable[[str], _T]) -> tuple[_T | None, str | None]:
+    if value is None:
+        return None, "not stored"
+    try:
+        return decoder(value), None
+    except Unreadable as error:
+        return None, f"unreadable ({error})"
+
+
+def _expiry_problem(cert: x509.Certificate, renew_before_days: int, now: dt.datetime) -> str | None:
+    not_after = cert.not_valid_after_utc
+    if not_after <= now:
+        return f"expired {not_after:%Y-%m-%d}"
+    if not_after - now < dt.timedelta(days=renew_before_days):
+        return f"expires {not_after:%Y-%m-%d}, within RenewBeforeDays ({renew_before_days})"
+    return None
+
+
+def _ca_cert_problem(
+    stored: _Stored, key: PrivateKey, props: GeneratorProperties, now: dt.datetime
+) -> str | None:
+    cert = stored.cert
+    if cert is None:
+        return stored.problem
+    if not same_key(cert, key):
+        return "certificate does not match the CA key"
+    if not is_ca(cert) or not signed_by(cert, cert):
+        return "certificate is not a self-signed CA certificate"
+    return _expiry_problem(cert, props.renew_before_days, now)
+
+
+def _leaf_problem(
+    item: Item,
+    stored: _Stored,
+    authority: CertificateAuthority,
+    props: GeneratorProperties,
+    now: dt.datetime,
+) -> str | None:
+    cert, key = stored.cert, stored.key
+    if cert is None or key is None:
+        return stored.problem
+    if not same_key(cert, key):
+        return "certificate and key do not match"
+    if not authority.signed(cert):
+        return "not signed by the stored CA"
+    purpose = _PURPOSES[item]
+    usages = extended_key_usages(cert)
+    if usages is not None and purpose.value not in usages:
+        return f"extended key usage lacks {purpose.eku_name}"
+    expiry = _expiry_problem(cert, props.renew_before_days, now)
+    if expiry:
+        return expiry
+    algorithm = KeyAlgorithm.of(key)
+    if algorithm is not props.key_algorithm:
+        have = algorithm.value if algorithm else type(key).__name__
+        return f"key is {have}, KeyAlgorithm asks for {props.key_algorithm.value}"
+    if item is Item.SERVER:
+        wanted = frozenset(props.server_subject_alt_names)
+        have_sans = subject_alt_names(cert)
+        if have_sans != wanted:
+            return f"SANs {sorted(have_sans)} differ from ServerSubjectAltNames {sorted(wanted)}"
+    return None
+
+
+def _renewal_subject(
+    ca: _Stored, leaves: list[_Stored], key: PrivateKey, now: dt.datetime
+) -> x509.Name:
+    # Keep the name the fleet already chains through: the stored CA's own subject if it
+    # still parses, else the issuer of a stored leaf this key signed.
+    if ca.cert is not None:
+        return ca.cert.subject
+    for leaf in leaves:
+        if leaf.cert is None:
+            continue
+        probe = CertificateAuthority.from_key(
+            key, subject=leaf.cert.issuer, validity_days=1, now=now
+        )
+        if probe.signed(leaf.cert):
+            return leaf.cert.issuer
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+
+
+def plan(
+    values: Mapping[str, str],
+    props: GeneratorProperties,
+    *,
+    rotate: bool,
+    now: dt.datetime,
+) -> Plan:
+    """Decide, per item, what SPEC §4 says to do with the stored ``values`` (name → value)."""
+    names = BundleNames.for_rack(props.rack)
+    ca = _read(values, names, Item.CA)
+    leaves = {item: _read(values, names, item) for item in (Item.SERVER, Item.CLIENT)}
+    nothing_stored = not any(name in values for name in names.material)
+
+    def expiry(stored: _Stored) -> dt.datetime | None:
+        return stored.cert.not_valid_after_utc if stored.cert else None
+
+    authority: CertificateAuthority | None = None
+    if nothing_stored:
+        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, "nothing stored yet")
+    elif rotate:
+        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, "RotationToken changed", expiry(ca))
+    elif ca.key is None:
+        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, f"CA {ca.key_problem}", expiry(ca))
+    else:
+        problem = _ca_cert_problem(ca, ca.key, props, now)
+        if problem is None and ca.cert is not None:
+            authority = CertificateAuthority(ca.cert, ca.key)
+            ca_plan = ItemPlan(Item.CA, Decision.REUSE, "healthy", expiry(ca))
+        else:
+            subject = _renewal_subject(ca, list(leaves.values()), ca.key, now)
+            authority = CertificateAuthority.from_key(
+                ca.key, subject=subject, validity_days=props.validity_days, now=now
+            )
+            ca_plan = ItemPlan(Item.CA, Decision.RENEW, f"CA {problem}", expiry(ca))
+
+    leaf_plans: list[ItemPlan] = []
+    for item, stored in leaves.items():
+        if authority is None:
+            reason = "not stored yet" if nothing_stored else "CA rotated"
+            leaf_plans.append(ItemPlan(item, Decision.REISSUE, reason, expiry(stored)))
+            continue
+        problem = _leaf_problem(item, stored, authority, props, now)
+        decision = Decision.REISSUE if problem else Decision.REUSE
+        leaf_plans.append(ItemPlan(item, decision, problem or "healthy", expiry(stored)))
+
+    items = (ca_plan, leaf_plans[0], leaf_plans[1])
+    if nothing_stored:
+        action = Action.CREATED
+    elif ca_plan.decision is Decision.ROTATE:
+        action = Action.ROTATED
+    elif any(p.decision is not Decision.REUSE for p in items):
+        action = Action.RENEWED
+    else:
+        action = Action.REUSED
+    return Plan(names, items, action, authority, names.version_track in values)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One parameter value to store."""
+
+    name: str
+    value: str
+    secure: bool
+
+
+def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Write]:
+    """Generate what ``plan`` calls for, in crash-safe order: CA key, CA cert, then each
+    leaf's key and certificate (a crash between the two leaves a mismatch the next run repairs).
+    """
+    names = plan.names
+    writes: list[Write] = []
+    authority = plan.authority
+    ca_decision = plan.decision(Item.CA)
+    if ca_decision is Decision.ROTATE:
+        authority = CertificateAuthority.create(
+            props.key_algorithm, validity_days=props.validity_days, now=now
+        )
+        writes.append(Write(names.key(Item.CA), to_stored(private_key_pem(authority.key)), True))
+    assert authority is not None, "a plan that keeps the CA carries it"
+    if ca_decision in (Decision.ROTATE, Decision.RENEW):
+        writes.append(Write(names.cert(Item.CA), to_stored(certificate_pem(authority.cert)), False))
+    for item_plan in plan.items[1:]:
+        if item_plan.decision is Decision.REUSE:
+            continue
+        item = item_plan.item
+        leaf = authority.issue(
+            _PURPOSES[item],
+            props.key_algorithm,
+            validity_days=props.validity_days,
+            now=now,
+            subject_alt_names=props.server_subject_alt_names if item is Item.SERVER else (),
+        )
+        writes.append(Write(names.key(item), to_stored(leaf.key_pem()), True))
+        writes.append(Write(names.cert(item), to_stored(leaf.cert_pem()), False))
+    return writes

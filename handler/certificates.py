@@ -1,0 +1,358 @@
+"""Keys and X.509 certificates for a Docker mutual-TLS fleet.
+
+Modelled on trustme: a :class:`CertificateAuthority` object issues :class:`Credential` leaves.
+Every extension is chosen for what Docker's Go TLS stack and OpenSSL check:
+
+* CA: BasicConstraints CA (critical, Go refuses a parent without it), KeyUsage keyCertSign +
+  cRLSign (critical, Go refuses a KeyUsage without keyCertSign), SubjectKeyIdentifier, and no
+  ExtendedKeyUsage (Go nests EKU through the chain: an EKU on the CA would break the other side).
+* Leaves: BasicConstraints CA:FALSE (critical), KeyUsage (critical), one EKU (serverAuth for the
+  daemon, clientAuth for what connects to it), AuthorityKeyIdentifier (required by webpki
+  verifiers such as ``cryptography``'s), SubjectKeyIdentifier; the server carries the SANs
+  clients dial, because Go ignores the Common Name.
+
+Nothing here knows about SSM or CloudFormation, and the clock is always passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+#: Backdating absorbs clock skew between the Lambda and the fleet (docker-machine does the same).
+BACKDATE = dt.timedelta(minutes=5)
+#: RFC 5280 GeneralizedTime ends at year 9999; no certificate may end later.
+LATEST_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+CA_COMMON_NAME = "docker-tls CA"
+SERVER_COMMON_NAME = "docker-tls server"
+CLIENT_COMMON_NAME = "docker-tls client"
+
+
+class KeyAlgorithm(Enum):
+    """The key types every Docker TLS peer accepts (Go's crypto/tls and OpenSSL)."""
+
+    RSA_2048 = "RSA-2048"
+    RSA_3072 = "RSA-3072"
+    RSA_4096 = "RSA-4096"
+    ECDSA_P256 = "ECDSA-P256"
+    ECDSA_P384 = "ECDSA-P384"
+
+    def generate(self) -> PrivateKey:
+        """A fresh private key of this algorithm."""
+        if self is KeyAlgorithm.ECDSA_P256:
+            return ec.generate_private_key(ec.SECP256R1())
+        if self is KeyAlgorithm.ECDSA_P384:
+            return ec.generate_private_key(ec.SECP384R1())
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(self.value[4:]))
+
+    @classmethod
+    def of(cls, key: PrivateKey) -> KeyAlgorithm | None:
+        """The algorithm of an existing key, or None for a size or curve we do not issue."""
+        if isinstance(key, rsa.RSAPrivateKey):
+            name = f"RSA-{key.key_size}"
+        elif isinstance(key.curve, ec.SECP256R1):
+            name = "ECDSA-P256"
+        elif isinstance(key.curve, ec.SECP384R1):
+            name = "ECDSA-P384"
+        else:
+            return None
+        try:
+            return cls(name)
+        except ValueError:
+            return None
+
+
+class Purpose(Enum):
+    """What a leaf is for, as the extended key usage Go checks on each side of the handshake."""
+
+    SERVER = ExtendedKeyUsageOID.SERVER_AUTH
+    CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH
+
+    @property
+    def eku_name(self) -> str:
+        """The name OpenSSL and Go messages use for this usage."""
+        return "serverAuth" if self is Purpose.SERVER else "clientAuth"
+
+
+class Unreadable(ValueError):
+    """A stored value that does not decode to the object it should hold."""
+
+
+def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
+    # Match the hash strength to the curve; SHA-256 everywhere else.
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def _validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
+    not_after = now + dt.timedelta(days=days)
+    if not_after > LATEST_NOT_AFTER:
+        raise ValueError(f"a certificate valid for {days} days would end after year 9999")
+    return now - BACKDATE, not_after
+
+
+def _key_usage(*, cert_sign: bool, key_encipherment: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def san_entries(names: Iterable[str]) -> list[x509.GeneralName]:
+    """SAN entries for host names and IP addresses: IPs as IP entries, which Go requires."""
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return entries
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A certificate with its private key: what one side of the TLS handshake presents."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    def cert_pem(self) -> bytes:
+        return certificate_pem(self.cert)
+
+    def key_pem(self) -> bytes:
+        return private_key_pem(self.key)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA certificate and its key; issues the fleet's server and client certificates."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    @classmethod
+    def create(
+        cls,
+        algorithm: KeyAlgorithm,
+        *,
+        validity_days: int,
+        now: dt.datetime,
+        subject: x509.Name | None = None,
+    ) -> CertificateAuthority:
+        """A new CA with a new key."""
+        subject = subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+        return cls.from_key(
+            algorithm.generate(), subject=subject, validity_days=validity_days, now=now
+        )
+
+    @classmethod
+    def from_key(
+        cls, key: PrivateKey, *, subject: x509.Name, validity_days: int, now: dt.datetime
+    ) -> CertificateAuthority:
+        """A self-signed certificate for ``key``: a new CA, or a kept key's lost certificate."""
+        not_before, not_after = _validity(now, validity_days)
+        public_key = key.public_key()
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True, key_encipherment=False), critical=True)
+            .add_extension(ski, critical=False)
+            .sign(key, _signature_hash(key))
+        )
+        return cls(cert, key)
+
+    def renewed(
+        self, *, validity_days: int, now: dt.datetime, subject: x509.Name | None = None
+    ) -> CertificateAuthority:
+        """The same key and subject under a new certificate.
+
+        Leaves signed earlier still chain to it, and fleets holding the previous certificate
+        still trust leaves issued under this one: the name and key are what chaining checks.
+        """
+        return self.from_key(
+            self.key, subject=subject or self.cert.subject, validity_days=validity_days, now=now
+        )
+
+    def issue(
+        self,
+        purpose: Purpose,
+        algorithm: KeyAlgorithm,
+        *,
+        validity_days: int,
+        now: dt.datetime,
+        subject_alt_names: Sequence[str] = (),
+    ) -> Credential:
+        """A leaf for ``purpose`` with a fresh key, signed by this CA."""
+        key = algorithm.generate()
+        not_before, not_after = _validity(now, validity_days)
+        common_name = SERVER_COMMON_NAME if purpose is Purpose.SERVER else CLIENT_COMMON_NAME
+        public_key = key.public_key()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                _key_usage(cert_sign=False, key_encipherment=isinstance(key, rsa.RSAPrivateKey)),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([purpose.value]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if subject_alt_names:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(san_entries(subject_alt_names)), critical=False
+            )
+        return Credential(builder.sign(self.key, _signature_hash(self.key)), key)
+
+    def signed(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert`` names this CA as issuer and carries its signature."""
+        return signed_by(cert, self.cert)
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s name and key issued ``cert`` (name and signature, nothing else)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def same_key(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """Whether ``key`` is the private half of ``cert``'s public key."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER certificate, lower-case hex: what ``openssl x509 -fingerprint`` shows."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+# --- Stored form: standard base64 (one line, padded) of one PEM text, as the convox rack wrote.
+
+
+def certificate_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
+    """PKCS#1 for RSA, SEC1 for EC, never encrypted: every Docker release parses these."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def to_stored(pem: bytes) -> str:
+    return base64.b64encode(pem).decode("ascii")
+
+
+def _pem_from_stored(value: str, allowed_labels: tuple[bytes, ...]) -> bytes:
+    try:
+        pem = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise Unreadable("not base64") from error
+    begins = [line for line in pem.splitlines() if line.startswith(b"-----BEGIN ")]
+    if not begins:
+        raise Unreadable("not PEM")
+    if len(begins) > 1:
+        raise Unreadable("more than one PEM block")
+    label = begins[0].removeprefix(b"-----BEGIN ").removesuffix(b"-----")
+    if label not in allowed_labels:
+        raise Unreadable(f"PEM holds {label.decode('ascii', 'replace')!r}")
+    return pem
+
+
+def certificate_from_stored(value: str) -> x509.Certificate:
+    """The certificate in a stored value, or :class:`Unreadable` saying what is wrong."""
+    pem = _pem_from_stored(value, (b"CERTIFICATE",))
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as error:
+        raise Unreadable("PEM is not an X.509 certificate") from error
+
+
+def private_key_from_stored(value: str) -> PrivateKey:
+    """The private key in a stored value: PKCS#1, SEC1 or unencrypted PKCS#8."""
+    labels = (b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"PRIVATE KEY")
+    pem = _pem_from_stored(value, labels)
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise Unreadable("PEM is not a readable private key") from error
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise Unreadable(f"{type(key).__name__} keys are not used for Docker TLS here")
+    return key
+
+
+def extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifier] | None:
+    """The certificate's EKUs, or None when it has no EKU extension (any purpose)."""
+    try:
+        return frozenset(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def subject_alt_names(cert: x509.Certificate) -> frozenset[str]:
+    """DNS names and IP addresses in the SAN extension, as text."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    names: set[str] = {str(name) for name in sans.get_values_for_type(x509.DNSName)}
+    names |= {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    return frozenset(names)
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """BasicConstraints CA and, when KeyUsage is present, keyCertSign: Go's parent checks."""
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True

@@ -1,0 +1,119 @@
+"""Ensure a rack's bundle: read once, decide, write only what the decision needs, verify.
+
+Create and Update both land here. A healthy bundle costs one ``GetParameters`` call and no
+writes. Writes to absent parameters are create-if-absent, so concurrent invocations for the
+same rack (Lambda retries, parallel stacks) cannot each install their own CA: the loser of a
+race re-reads and adopts the winner's material. After writing, the bundle is read back and
+must plan as healthy before the request succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from handler.bundle import Action, BundleNames, Decision, Item, Plan, issue, plan
+from handler.certificates import certificate_from_stored
+from handler.properties import GeneratorProperties
+from handler.store import ParameterConflict, ParameterStore
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 6
+
+
+class NotConverged(RuntimeError):
+    """Concurrent writers kept changing the bundle for every round we allowed."""
+
+
+class Stopped(RuntimeError):
+    """The caller withdrew (it already answered, e.g. at the Lambda deadline): write no more."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an ensure did and the bundle it left."""
+
+    action: Action
+    names: BundleNames
+    ca_cert: x509.Certificate
+    ca_cert_value: str  # the stored base64 PEM, returned as Data.CACertificate
+    written: int  # parameters put
+    removed: int  # parameters deleted (a leftover version-track)
+    plans: tuple[Plan, ...]  # every round's plan, first one first
+
+
+def ensure(
+    store: ParameterStore,
+    props: GeneratorProperties,
+    *,
+    rotate: bool,
+    now: dt.datetime,
+    sleep: Callable[[float], None] = time.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Outcome:
+    """Bring the stored bundle to health for ``props`` and return what was done."""
+    names = BundleNames.for_rack(props.rack)
+    action: Action | None = None
+    written = removed = 0
+    plans: list[Plan] = []
+    for round_ in range(MAX_ROUNDS):
+        stored = store.read(names.everything)
+        values = {name: parameter.value for name, parameter in stored.items()}
+        current = plan(values, props, rotate=rotate, now=now)
+        plans.append(current)
+        if current.remove_version_track:
+            removed += len(store.delete([names.version_track]))
+        if not current.writes_anything:
+            ca_value = values[names.cert(Item.CA)]
+            return Outcome(
+                action or Action.REUSED,
+                names,
+                certificate_from_stored(ca_value),
+                ca_value,
+                written,
+                removed,
+                tuple(plans),
+            )
+        _log_plan(current)
+        try:
+            for write in issue(current, props, now):
+                if should_stop():
+                    raise Stopped(f"stopped before writing {write.name}")
+                store.put(
+                    write.name,
+                    write.value,
+                    secure=write.secure,
+                    kms_key_id=props.kms_key_id,
+                    overwrite=write.name in stored,
+                )
+                written += 1
+                action = action or current.action
+                if write.name == names.key(Item.CA):
+                    rotate = False  # rotated once; later rounds only repair
+        except ParameterConflict as conflict:
+            log.info("another writer got there first; re-reading", extra={"detail": str(conflict)})
+            sleep(random.uniform(0.05, 0.2) * (round_ + 1))  # noqa: S311
+            continue
+    raise NotConverged(
+        f"the bundle for Rack {props.rack!r} kept changing under concurrent writers "
+        f"for {MAX_ROUNDS} rounds"
+    )
+
+
+def _log_plan(current: Plan) -> None:
+    decisions = {p.item.value: f"{p.decision.value}: {p.reason}" for p in current}
+    if current.decision(Item.CA) is Decision.ROTATE and current.action is Action.ROTATED:
+        log.warning(
+            "Rotating the Docker TLS CA: instances launched before now trust the old CA and "
+            "must be replaced, or docker exec/run against them fails",
+            extra={"decisions": decisions},
+        )
+    else:
+        log.info("bundle needs writes", extra={"decisions": decisions})

@@ -1,0 +1,231 @@
+"""Resource properties: CloudFormation's strings turned into checked, typed values.
+
+CloudFormation sends every scalar as a string (``"36500"``, ``"true"``), lists keep their shape.
+Each check raises :class:`PropertyError` naming the property, so a bad template fails with a
+reason the operator can act on, before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handler.certificates import LATEST_NOT_AFTER, KeyAlgorithm
+
+#: Properties CloudFormation or the old rack template add to every custom resource.
+ALWAYS_ALLOWED = frozenset({"ServiceToken", "ServiceTimeout", "Description"})
+
+DEFAULT_KEY_ALGORITHM = KeyAlgorithm.RSA_2048
+DEFAULT_VALIDITY_DAYS = 36500
+DEFAULT_RENEW_BEFORE_DAYS = 60
+DEFAULT_SERVER_SANS = ("localhost", "127.0.0.1")
+
+#: A stack name is at most 128 characters; the hex prefix doubles it and must leave room in
+#: parameter names and in CloudFormation's 4096-byte response.
+MAX_RACK_BYTES = 128
+MAX_SANS = 100
+MAX_TOKEN_CHARS = 256
+
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DIGITS = re.compile(r"^[0-9]{1,7}$")
+_KMS_KEY_ID = re.compile(r"^[A-Za-z0-9:/_\-]{1,2048}$")
+
+
+class PropertyError(ValueError):
+    """A property the resource cannot accept; the message starts with the property's name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class GeneratorProperties:
+    """What a ``Custom::SelfSignedCertificate`` asks for."""
+
+    rack: str
+    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM
+    validity_days: int = DEFAULT_VALIDITY_DAYS
+    renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
+    server_subject_alt_names: tuple[str, ...] = DEFAULT_SERVER_SANS
+    kms_key_id: str | None = None
+    rotation_token: str | None = None
+
+
+@dataclass(frozen=True)
+class GetterProperties:
+    """What a ``Custom::SelfSignedCertificateGetter`` asks for."""
+
+    rack: str
+    parameter_key: str
+
+
+def _refuse_unknown(properties: Mapping[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(properties) - known - ALWAYS_ALLOWED)
+    if unknown:
+        allowed = ", ".join(sorted(known))
+        raise PropertyError(
+            ", ".join(unknown),
+            f"{'is' if len(unknown) == 1 else 'are'} not a property of "
+            f"this resource (allowed: {allowed})",
+        )
+
+
+def parse_rack(properties: Mapping[str, Any]) -> str:
+    """The required ``Rack``: names the bundle; its hex is the parameter prefix."""
+    rack = properties.get("Rack")
+    if rack is None:
+        raise PropertyError("Rack", "is required: set it to the fleet's name, e.g. the stack name")
+    if not isinstance(rack, str):
+        raise PropertyError("Rack", f"must be a string, got {type(rack).__name__}")
+    if not rack.strip():
+        raise PropertyError("Rack", "must not be empty")
+    if rack != rack.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in rack):
+        raise PropertyError("Rack", "must not have surrounding spaces or control characters")
+    if len(rack.encode("utf-8")) > MAX_RACK_BYTES:
+        raise PropertyError("Rack", f"must be at most {MAX_RACK_BYTES} bytes of UTF-8")
+    return rack
+
+
+def _days(properties: Mapping[str, Any], name: str, default: int) -> int:
+    value = properties.get(name)
+    if value is None:
+        return default
+    # CloudFormation sends strings; a template tool may pass a real int. Never a bool or float.
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _DIGITS.match(text):
+        raise PropertyError(name, f"must be a whole number of days, got {value!r}")
+    days = int(text)
+    if days < 1:
+        raise PropertyError(name, "must be at least 1")
+    return days
+
+
+def _key_algorithm(properties: Mapping[str, Any]) -> KeyAlgorithm:
+    value = properties.get("KeyAlgorithm")
+    if value is None:
+        return DEFAULT_KEY_ALGORITHM
+    choices = ", ".join(a.value for a in KeyAlgorithm)
+    if isinstance(value, str):
+        for algorithm in KeyAlgorithm:
+            if algorithm.value.lower() == value.strip().lower():
+                return algorithm
+    raise PropertyError("KeyAlgorithm", f"must be one of {choices}, got {value!r}")
+
+
+def normalize_host(entry: str) -> str:
+    """A SAN entry as it will appear in the certificate, or ValueError saying why not."""
+    text = entry.strip()
+    if not text:
+        raise ValueError("an empty entry")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    name = text.lower().rstrip(".")
+    labels = name.split(".")
+    if name.startswith("*."):
+        labels = labels[1:]  # one leading wildcard label, as in a DNS SAN
+    if len(name) > 253 or not labels or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ValueError(f"{entry!r} is neither an IP address nor a DNS name")
+    return name
+
+
+def _server_sans(properties: Mapping[str, Any]) -> tuple[str, ...]:
+    name = "ServerSubjectAltNames"
+    value = properties.get(name)
+    if value is None:
+        return DEFAULT_SERVER_SANS
+    if isinstance(value, str):
+        entries: list[Any] = value.split(",")
+    elif isinstance(value, list):
+        entries = value
+    else:
+        raise PropertyError(name, "must be a list or a comma-separated string")
+    names: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise PropertyError(name, f"entries must be strings, got {entry!r}")
+        try:
+            host = normalize_host(entry)
+        except ValueError as error:
+            raise PropertyError(name, f"has {error}") from None
+        if host not in names:
+            names.append(host)
+    if not names:
+        raise PropertyError(name, "must name at least one DNS name or IP address")
+    if len(names) > MAX_SANS:
+        raise PropertyError(name, f"may hold at most {MAX_SANS} entries")
+    return tuple(names)
+
+
+def _optional_text(
+    properties: Mapping[str, Any], name: str, pattern: re.Pattern[str]
+) -> str | None:
+    value = properties.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not pattern.match(value):
+        raise PropertyError(name, f"is not valid: {str(value)[:60]!r}")
+    return value
+
+
+def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> GeneratorProperties:
+    """Check and convert a generator's ``ResourceProperties``."""
+    _refuse_unknown(
+        properties,
+        frozenset(
+            {
+                "Rack",
+                "Version",
+                "KeyAlgorithm",
+                "ValidityDays",
+                "RenewBeforeDays",
+                "ServerSubjectAltNames",
+                "KmsKeyId",
+                "RotationToken",
+            }
+        ),
+    )
+    rack = parse_rack(properties)
+    validity = _days(properties, "ValidityDays", DEFAULT_VALIDITY_DAYS)
+    if now + dt.timedelta(days=validity) > LATEST_NOT_AFTER:
+        raise PropertyError("ValidityDays", "would end certificates after year 9999")
+    renew_before = _days(properties, "RenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS)
+    if renew_before >= validity:
+        raise PropertyError(
+            "RenewBeforeDays", f"({renew_before}) must be less than ValidityDays ({validity})"
+        )
+    token = properties.get("RotationToken")
+    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS):
+        raise PropertyError("RotationToken", f"must be a string of at most {MAX_TOKEN_CHARS}")
+    return GeneratorProperties(
+        rack=rack,
+        key_algorithm=_key_algorithm(properties),
+        validity_days=validity,
+        renew_before_days=renew_before,
+        server_subject_alt_names=_server_sans(properties),
+        kms_key_id=_optional_text(properties, "KmsKeyId", _KMS_KEY_ID),
+        rotation_token=token or None,
+    )
+
+
+def rotation_requested(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether an Update changed ``RotationToken``: the one way to rotate a healthy CA."""
+    if old is None:
+        return False
+    return (new.get("RotationToken") or None) != (old.get("RotationToken") or None)
+
+
+def parse_getter(properties: Mapping[str, Any]) -> GetterProperties:
+    """Check and convert a getter's ``ResourceProperties``."""
+    _refuse_unknown(properties, frozenset({"Rack", "ParameterKey", "Version"}))
+    rack = parse_rack(properties)
+    key = properties.get("ParameterKey")
+    if not isinstance(key, str) or not key:
+        raise PropertyError("ParameterKey", "is required: use a name the generator returned")
+    return GetterProperties(rack=rack, parameter_key=key)
