@@ -99,11 +99,15 @@ def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     return hashes.SHA256()
 
 
+def max_validity_days(now: dt.datetime) -> int:
+    """The longest validity that still ends by :data:`LATEST_NOT_AFTER`."""
+    return (LATEST_NOT_AFTER - now).days
+
+
 def _validity(now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
-    not_after = now + dt.timedelta(days=days)
-    if not_after > LATEST_NOT_AFTER:
+    if days > max_validity_days(now):
         raise ValueError(f"a certificate valid for {days} days would end after year 9999")
-    return now - BACKDATE, not_after
+    return now - BACKDATE, now + dt.timedelta(days=days)
 
 
 def _key_usage(*, cert_sign: bool, key_encipherment: bool) -> x509.KeyUsage:

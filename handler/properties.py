@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handler.certificates import LATEST_NOT_AFTER, KeyAlgorithm
+from handler.certificates import KeyAlgorithm, max_validity_days
 
 #: Properties CloudFormation or the old rack template add to every custom resource.
 ALWAYS_ALLOWED = frozenset({"ServiceToken", "ServiceTimeout", "Description"})
@@ -193,8 +193,10 @@ def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> Generato
     )
     rack = parse_rack(properties)
     validity = _days(properties, "ValidityDays", DEFAULT_VALIDITY_DAYS)
-    if now + dt.timedelta(days=validity) > LATEST_NOT_AFTER:
-        raise PropertyError("ValidityDays", "would end certificates after year 9999")
+    if validity > max_validity_days(now):
+        raise PropertyError(
+            "ValidityDays", f"would end certificates after year 9999 (max {max_validity_days(now)})"
+        )
     renew_before = _days(properties, "RenewBeforeDays", DEFAULT_RENEW_BEFORE_DAYS)
     if renew_before >= validity:
         raise PropertyError(

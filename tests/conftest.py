@@ -1,0 +1,162 @@
+"""Shared fixtures: in-process moto for unit tests, real HTTP endpoints for end-to-end ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devkit.events import LambdaContext, event
+from handler import app
+from handler.properties import GeneratorProperties
+from handler.store import ParameterStore
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+GENERATOR = app.GENERATOR
+GETTER = app.GETTER
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region; never the developer's real AWS."""
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture
+def ssm() -> Iterator[Any]:
+    """An in-process moto SSM client."""
+    with mock_aws():
+        yield boto3.client("ssm", region_name="us-east-1")
+
+
+@pytest.fixture
+def store(ssm: Any) -> ParameterStore:
+    return ParameterStore(ssm, sleep=lambda _: None)
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    return NOW
+
+
+def props(rack: str = "convox", **overrides: Any) -> GeneratorProperties:
+    """Generator properties; ECDSA-P256 unless a test is about RSA (keeps the suite fast)."""
+    from handler.certificates import KeyAlgorithm
+
+    values: dict[str, Any] = {"rack": rack, "key_algorithm": KeyAlgorithm.ECDSA_P256}
+    values.update(overrides)
+    return GeneratorProperties(**values)
+
+
+Invoke = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def invoke(store: ParameterStore, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Drive ``lambda_handler`` with a CloudFormation event; returns the one response sent.
+
+    The response sender is replaced by a recorder; everything else is the real handler.
+    """
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(app, "store", store)
+    monkeypatch.setattr(app.helper, "send_response", lambda url, body: sent.append(body) or True)
+
+    def run(
+        request_type: str,
+        properties: dict[str, Any],
+        *,
+        resource_type: str = GENERATOR,
+        physical_id: str | None = None,
+        old_properties: dict[str, Any] | None = None,
+        logical_id: str = "DockerTLS",
+        raw_event: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        sent.clear()
+        body = raw_event or event(
+            request_type,
+            resource_type,
+            logical_id,
+            properties,
+            response_url="https://cloudformation-custom-resource-response.example/x?X-Amz-Signature=s",
+            physical_id=physical_id,
+            old_properties=old_properties,
+        )
+        app.lambda_handler(body, LambdaContext())
+        assert len(sent) == 1, f"expected exactly one response, got {len(sent)}"
+        return sent[0]
+
+    return run
+
+
+def ssm_versions(client: Any, names: list[str]) -> dict[str, int]:
+    """Each existing parameter's version number (a write bumps it)."""
+    found = client.get_parameters(Names=names)["Parameters"]
+    return {p["Name"]: p["Version"] for p in found}
+
+
+os.environ.setdefault("LOG_LEVEL", "INFO")
+
+
+class RecordingClient:
+    """An SSM client proxy that records each operation and can inject failures.
+
+    ``faults`` maps a method name (``get_parameters``) to an exception raised instead of
+    calling SSM, for the next ``times`` calls (all calls when ``times`` is None).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.faults: dict[str, tuple[Exception, int | None]] = {}
+
+    def fail(self, method: str, error: Exception, times: int | None = None) -> None:
+        self.faults[method] = (error, times)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._client, name)
+        if not callable(target) or name.startswith("_") or name in {"meta", "exceptions"}:
+            return target
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            if name in self.faults:
+                error, times = self.faults[name]
+                if times is None or times > 0:
+                    if times is not None:
+                        self.faults[name] = (error, times - 1)
+                    raise error
+            return target(**kwargs)
+
+        return call
+
+    def count(self, method: str) -> int:
+        return sum(1 for name, _ in self.calls if name == method)
+
+    def written(self) -> list[str]:
+        return [kwargs["Name"] for name, kwargs in self.calls if name == "put_parameter"]
+
+
+def client_error(code: str, operation: str = "GetParameters", message: str = "") -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message or code}}, operation)
+
+
+@pytest.fixture
+def recording(ssm: Any) -> RecordingClient:
+    return RecordingClient(ssm)
+
+
+@pytest.fixture
+def recorded_store(recording: RecordingClient) -> ParameterStore:
+    return ParameterStore(recording, sleep=lambda _: None)  # type: ignore[arg-type]

@@ -1,0 +1,237 @@
+"""The certificate module: every extension on purpose, stored forms, and chain behaviour."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from handler.certificates import (
+    BACKDATE,
+    CertificateAuthority,
+    KeyAlgorithm,
+    Purpose,
+    Unreadable,
+    certificate_from_stored,
+    certificate_pem,
+    fingerprint,
+    is_ca,
+    private_key_from_stored,
+    private_key_pem,
+    same_key,
+    to_stored,
+)
+from tests.conftest import NOW
+
+
+def _ca(algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256) -> CertificateAuthority:
+    return CertificateAuthority.create(algorithm, validity_days=36500, now=NOW)
+
+
+def _server_verifier(ca_cert: x509.Certificate, name: x509.GeneralName, when: dt.datetime):
+    return PolicyBuilder().store(Store([ca_cert])).time(when).build_server_verifier(name)
+
+
+def _client_verifier(ca_cert: x509.Certificate, when: dt.datetime):
+    # Docker's client certificates carry no SAN; webpki's client profile wants one by default.
+    ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+    )
+    return (
+        PolicyBuilder()
+        .store(Store([ca_cert]))
+        .time(when)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee)
+        .build_client_verifier()
+    )
+
+
+@pytest.mark.parametrize("algorithm", list(KeyAlgorithm))
+def test_every_algorithm_issues_a_set_that_webpki_verifies(algorithm: KeyAlgorithm) -> None:
+    ca = _ca(algorithm)
+    server = ca.issue(
+        Purpose.SERVER,
+        algorithm,
+        validity_days=36500,
+        now=NOW,
+        subject_alt_names=("localhost", "127.0.0.1"),
+    )
+    client = ca.issue(Purpose.CLIENT, algorithm, validity_days=36500, now=NOW)
+    when = NOW + dt.timedelta(days=1)
+    for name in (x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))):
+        chain = _server_verifier(ca.cert, name, when).verify(server.cert, [])
+        assert chain[-1] == ca.cert
+    assert _client_verifier(ca.cert, when).verify(client.cert, []).chain[-1] == ca.cert
+    assert KeyAlgorithm.of(ca.key) is algorithm
+    assert KeyAlgorithm.of(server.key) is algorithm
+    expected_hash = hashes.SHA384 if algorithm is KeyAlgorithm.ECDSA_P384 else hashes.SHA256
+    assert isinstance(server.cert.signature_hash_algorithm, expected_hash)
+
+
+def test_ca_extensions_are_what_go_and_openssl_need() -> None:
+    cert = _ca().cert
+    basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert basic.critical and basic.value.ca
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert cert.version is x509.Version.v3
+    assert cert.not_valid_before_utc == NOW.replace(microsecond=0) - BACKDATE
+    assert cert.not_valid_after_utc == NOW + dt.timedelta(days=36500)
+    assert is_ca(cert)
+
+
+def test_leaves_carry_one_purpose_aki_and_exact_sans() -> None:
+    ca = _ca()
+    server = ca.issue(
+        Purpose.SERVER,
+        KeyAlgorithm.ECDSA_P256,
+        validity_days=30,
+        now=NOW,
+        subject_alt_names=("docker.internal", "10.0.0.7", "::1"),
+    )
+    client = ca.issue(Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=30, now=NOW)
+    ext = server.cert.extensions
+    assert list(ext.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    sans = ext.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["docker.internal"]
+    assert sans.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("10.0.0.7"),
+        ipaddress.ip_address("::1"),
+    ]
+    aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    assert not ext.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert list(client.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+    with pytest.raises(x509.ExtensionNotFound):
+        client.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert server.cert.serial_number != client.cert.serial_number
+
+
+def test_rsa_leaves_allow_key_encipherment_and_ec_leaves_do_not() -> None:
+    ca = _ca()
+    rsa_leaf = ca.issue(Purpose.SERVER, KeyAlgorithm.RSA_2048, validity_days=1, now=NOW)
+    ec_leaf = ca.issue(Purpose.SERVER, KeyAlgorithm.ECDSA_P256, validity_days=1, now=NOW)
+    assert rsa_leaf.cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+    assert not ec_leaf.cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_encipherment
+
+
+def test_a_renewed_ca_chains_both_ways() -> None:
+    """Leaves from before a renewal verify against the new CA, and new leaves against the old."""
+    old = _ca()
+    before = old.issue(Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=365, now=NOW)
+    renewed = old.renewed(validity_days=36500, now=NOW + dt.timedelta(days=10))
+    after = renewed.issue(
+        Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=365, now=NOW + dt.timedelta(days=10)
+    )
+    assert renewed.cert.subject == old.cert.subject
+    assert same_key(renewed.cert, old.key)
+    assert fingerprint(renewed.cert) != fingerprint(old.cert)
+    when = NOW + dt.timedelta(days=11)
+    _client_verifier(renewed.cert, when).verify(before.cert, [])
+    _client_verifier(old.cert, when).verify(after.cert, [])
+
+
+def test_a_different_ca_does_not_verify() -> None:
+    leaf = _ca().issue(Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=1, now=NOW)
+    other = _ca()
+    assert not other.signed(leaf.cert)
+    with pytest.raises(VerificationError):
+        _client_verifier(other.cert, NOW).verify(leaf.cert, [])
+
+
+def test_no_certificate_may_end_after_9999() -> None:
+    with pytest.raises(ValueError, match="9999"):
+        CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=3_000_000, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "label"),
+    [(KeyAlgorithm.RSA_2048, b"RSA PRIVATE KEY"), (KeyAlgorithm.ECDSA_P256, b"EC PRIVATE KEY")],
+)
+def test_stored_form_is_one_line_base64_of_traditional_pem(
+    algorithm: KeyAlgorithm, label: bytes
+) -> None:
+    key = algorithm.generate()
+    stored = to_stored(private_key_pem(key))
+    assert "\n" not in stored
+    assert len(stored) % 4 == 0  # padded
+    pem = base64.b64decode(stored, validate=True)
+    assert pem.startswith(b"-----BEGIN " + label + b"-----\n")
+    assert b"ENCRYPTED" not in pem
+    assert private_key_from_stored(stored).private_numbers() == key.private_numbers()
+
+
+def test_pkcs8_keys_are_read_too() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    assert private_key_from_stored(to_stored(pem)).private_numbers() == key.private_numbers()
+
+
+def _encrypted_pkcs8() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+
+
+def _ed25519_pem() -> bytes:
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not base64!!", "not base64"),
+        (base64.b64encode(b"hello world").decode(), "not PEM"),
+        (
+            to_stored(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            "not a readable private key|holds",
+        ),
+        (to_stored(_encrypted_pkcs8()), "holds 'ENCRYPTED PRIVATE KEY'"),
+        (to_stored(_ed25519_pem()), "not used for Docker TLS"),
+    ],
+)
+def test_unreadable_keys_say_why(value: str, problem: str) -> None:
+    with pytest.raises(Unreadable, match=problem):
+        private_key_from_stored(value)
+
+
+def test_unreadable_certificates_say_why() -> None:
+    with pytest.raises(Unreadable, match="not an X.509"):
+        certificate_from_stored(
+            to_stored(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        )
+    key_pem = private_key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with pytest.raises(Unreadable, match="RSA PRIVATE KEY"):
+        certificate_from_stored(to_stored(key_pem))
+    two = certificate_pem(_ca().cert) * 2
+    with pytest.raises(Unreadable, match="more than one"):
+        certificate_from_stored(to_stored(two))

@@ -1,0 +1,364 @@
+"""ensure() against SSM (in-process moto): SPEC §4's decision rules, observed as writes."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from handler.bundle import Action, BundleNames, Item
+from handler.certificates import (
+    CertificateAuthority,
+    KeyAlgorithm,
+    Purpose,
+    certificate_from_stored,
+    certificate_pem,
+    fingerprint,
+    private_key_from_stored,
+    same_key,
+    signed_by,
+    to_stored,
+)
+from handler.ensure import ensure
+from handler.store import ParameterStore, StoreError
+from tests import legacy
+from tests.conftest import NOW, RecordingClient, client_error, props, ssm_versions
+
+NAMES = BundleNames.for_rack("convox")
+ALL = list(NAMES.everything)
+
+
+def _values(ssm: Any) -> dict[str, str]:
+    found = ssm.get_parameters(Names=ALL, WithDecryption=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def _authority(ssm: Any) -> CertificateAuthority:
+    values = _values(ssm)
+    return CertificateAuthority(
+        certificate_from_stored(values[NAMES.cert(Item.CA)]),
+        private_key_from_stored(values[NAMES.key(Item.CA)]),
+    )
+
+
+def test_create_writes_six_typed_parameters(ssm: Any, store: ParameterStore) -> None:
+    outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.CREATED
+    assert outcome.written == 6
+    described = {p["Name"]: p for p in ssm.describe_parameters(MaxResults=50)["Parameters"]}
+    assert sorted(described) == sorted(NAMES.material)
+    for item in Item:
+        assert described[NAMES.cert(item)]["Type"] == "String"
+        assert described[NAMES.key(item)]["Type"] == "SecureString"
+        assert described[NAMES.key(item)]["Tier"] == "Standard"
+    assert NAMES.version_track not in described
+    authority = _authority(ssm)
+    assert fingerprint(authority.cert) == fingerprint(outcome.ca_cert)
+    values = _values(ssm)
+    for item in (Item.SERVER, Item.CLIENT):
+        leaf = certificate_from_stored(values[NAMES.cert(item)])
+        assert signed_by(leaf, authority.cert)
+        assert same_key(leaf, private_key_from_stored(values[NAMES.key(item)]))
+
+
+def test_rsa_4096_keys_go_to_the_advanced_tier_with_the_given_kms_key(
+    ssm: Any, store: ParameterStore
+) -> None:
+    ensure(
+        store,
+        props(key_algorithm=KeyAlgorithm.RSA_4096, kms_key_id="alias/docker"),
+        rotate=False,
+        now=NOW,
+    )
+    described = {p["Name"]: p for p in ssm.describe_parameters(MaxResults=50)["Parameters"]}
+    for item in Item:
+        key = described[NAMES.key(item)]
+        assert key["Tier"] == "Advanced"
+        assert key["KeyId"] == "alias/docker"
+        assert described[NAMES.cert(item)]["Tier"] == "Standard"
+    raw = ssm.get_parameter(Name=NAMES.key(Item.CA), WithDecryption=True)["Parameter"]["Value"]
+    assert len(raw) > 4096
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param(props(), id="update-with-new-version"),
+        pytest.param(props(), id="repeated-create"),
+        pytest.param(props(validity_days=365), id="changed-validity-reissues-nothing"),
+        pytest.param(
+            props(server_subject_alt_names=("127.0.0.1", "localhost")), id="reordered-sans"
+        ),
+    ],
+)
+def test_a_healthy_bundle_is_reused_without_writes(
+    ssm: Any, store: ParameterStore, recording: RecordingClient, second: Any
+) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    before = ssm_versions(ssm, ALL)
+    recorded = ParameterStore(recording)  # type: ignore[arg-type]
+    again = ensure(recorded, second, rotate=False, now=NOW + dt.timedelta(days=400))
+    assert again.action is Action.REUSED
+    assert again.written == 0
+    assert ssm_versions(ssm, ALL) == before
+    assert fingerprint(again.ca_cert) == fingerprint(first.ca_cert)
+    assert [name for name, _ in recording.calls] == ["get_parameters"]
+
+
+def _replace(ssm: Any, name: str, value: str, secure: bool = False) -> None:
+    ssm.put_parameter(
+        Name=name, Value=value, Type="SecureString" if secure else "String", Overwrite=True
+    )
+
+
+def _foreign_leaf(purpose: Purpose) -> tuple[str, str]:
+    other = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=100, now=NOW)
+    leaf = other.issue(purpose, KeyAlgorithm.ECDSA_P256, validity_days=100, now=NOW)
+    return to_stored(leaf.cert_pem()), to_stored(leaf.key_pem())
+
+
+def _damage(ssm: Any, item: Item, how: str) -> None:
+    cert_name, key_name = NAMES.cert(item), NAMES.key(item)
+    purpose = Purpose.SERVER if item is Item.SERVER else Purpose.CLIENT
+    if how == "missing-cert":
+        ssm.delete_parameter(Name=cert_name)
+    elif how == "missing-key":
+        ssm.delete_parameter(Name=key_name)
+    elif how == "undecodable":
+        _replace(ssm, cert_name, "%%% not base64 %%%")
+    elif how == "garbage-pem":
+        _replace(
+            ssm,
+            key_name,
+            base64.b64encode(b"-----BEGIN EC PRIVATE KEY-----\nxx\n").decode(),
+            secure=True,
+        )
+    elif how == "mismatched":
+        other_key = _values(ssm)[NAMES.key(Item.SERVER if item is Item.CLIENT else Item.CLIENT)]
+        _replace(ssm, key_name, other_key, secure=True)
+    elif how == "foreign-signed":
+        cert, key = _foreign_leaf(purpose)
+        _replace(ssm, cert_name, cert)
+        _replace(ssm, key_name, key, secure=True)
+    elif how == "near-expiry":
+        leaf = _authority(ssm).issue(purpose, KeyAlgorithm.ECDSA_P256, validity_days=30, now=NOW)
+        _replace(ssm, cert_name, to_stored(leaf.cert_pem()))
+        _replace(ssm, key_name, to_stored(leaf.key_pem()), secure=True)
+    elif how == "wrong-purpose":
+        wrong = Purpose.CLIENT if purpose is Purpose.SERVER else Purpose.SERVER
+        leaf = _authority(ssm).issue(wrong, KeyAlgorithm.ECDSA_P256, validity_days=300, now=NOW)
+        _replace(ssm, cert_name, to_stored(leaf.cert_pem()))
+        _replace(ssm, key_name, to_stored(leaf.key_pem()), secure=True)
+    else:
+        raise AssertionError(how)
+
+
+DAMAGE = [
+    "missing-cert",
+    "missing-key",
+    "undecodable",
+    "garbage-pem",
+    "mismatched",
+    "foreign-signed",
+    "near-expiry",
+    "wrong-purpose",
+]
+
+
+@pytest.mark.parametrize("item", [Item.SERVER, Item.CLIENT])
+@pytest.mark.parametrize("how", DAMAGE)
+def test_a_bad_leaf_is_reissued_alone_under_the_kept_ca(
+    ssm: Any, store: ParameterStore, item: Item, how: str
+) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    _damage(ssm, item, how)
+    before = ssm_versions(ssm, ALL)
+    outcome = ensure(store, props(), rotate=False, now=NOW + dt.timedelta(days=1))
+    assert outcome.action is Action.RENEWED
+    after = ssm_versions(ssm, ALL)
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {NAMES.cert(item), NAMES.key(item)}
+    assert fingerprint(outcome.ca_cert) == fingerprint(first.ca_cert)
+    values = _values(ssm)
+    leaf = certificate_from_stored(values[NAMES.cert(item)])
+    assert signed_by(leaf, first.ca_cert)
+    assert same_key(leaf, private_key_from_stored(values[NAMES.key(item)]))
+    reason = outcome.plans[0].items[1 if item is Item.SERVER else 2].reason
+    assert reason != "healthy"
+
+
+def test_changed_sans_reissue_only_the_server(ssm: Any, store: ParameterStore) -> None:
+    ensure(store, props(), rotate=False, now=NOW)
+    before = ssm_versions(ssm, ALL)
+    wanted = ("docker.internal", "10.1.2.3")
+    outcome = ensure(store, props(server_subject_alt_names=wanted), rotate=False, now=NOW)
+    after = ssm_versions(ssm, ALL)
+    assert {n for n in after if after[n] != before[n]} == {
+        NAMES.cert(Item.SERVER),
+        NAMES.key(Item.SERVER),
+    }
+    server = certificate_from_stored(_values(ssm)[NAMES.cert(Item.SERVER)])
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(v) for v in sans.get_values_for_type(x509.DNSName)} == {"docker.internal"}
+    assert "SANs" in outcome.plans[0].items[1].reason
+
+
+def test_changed_key_algorithm_reissues_leaves_not_the_ca(ssm: Any, store: ParameterStore) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    before = ssm_versions(ssm, ALL)
+    outcome = ensure(store, props(key_algorithm=KeyAlgorithm.ECDSA_P384), rotate=False, now=NOW)
+    after = ssm_versions(ssm, ALL)
+    assert after[NAMES.cert(Item.CA)] == before[NAMES.cert(Item.CA)]
+    assert after[NAMES.key(Item.CA)] == before[NAMES.key(Item.CA)]
+    assert fingerprint(outcome.ca_cert) == fingerprint(first.ca_cert)
+    key = private_key_from_stored(_values(ssm)[NAMES.key(Item.SERVER)])
+    assert KeyAlgorithm.of(key) is KeyAlgorithm.ECDSA_P384
+
+
+def test_a_ca_near_expiry_is_renewed_with_the_same_key_and_both_sides_still_chain(
+    ssm: Any, store: ParameterStore
+) -> None:
+    first = ensure(store, props(validity_days=400), rotate=False, now=NOW)
+    old_ca = first.ca_cert
+    old_client = certificate_from_stored(_values(ssm)[NAMES.cert(Item.CLIENT)])
+    later = NOW + dt.timedelta(days=350)  # CA and leaves within 60 days of expiry
+    before = ssm_versions(ssm, ALL)
+    outcome = ensure(store, props(validity_days=400), rotate=False, now=later)
+    assert outcome.action is Action.RENEWED
+    after = ssm_versions(ssm, ALL)
+    assert after[NAMES.key(Item.CA)] == before[NAMES.key(Item.CA)]  # the key is kept
+    assert after[NAMES.cert(Item.CA)] == before[NAMES.cert(Item.CA)] + 1
+    renewed = outcome.ca_cert
+    assert renewed.subject == old_ca.subject
+    assert renewed.public_key() == old_ca.public_key()
+    assert renewed.not_valid_after_utc > old_ca.not_valid_after_utc
+    new_client = certificate_from_stored(_values(ssm)[NAMES.cert(Item.CLIENT)])
+    assert signed_by(old_client, renewed)  # issued before the renewal, checked by the new CA
+    assert signed_by(new_client, old_ca)  # issued after, checked by instances' old CA
+
+
+def test_a_lost_ca_certificate_is_rebuilt_from_the_key_with_the_leaves_issuer(
+    ssm: Any, store: ParameterStore
+) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    _replace(ssm, NAMES.cert(Item.CA), "garbage")
+    outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.RENEWED
+    assert outcome.ca_cert.subject == first.ca_cert.subject
+    assert outcome.plans[0].items[0].decision.value == "renew"
+    client = certificate_from_stored(_values(ssm)[NAMES.cert(Item.CLIENT)])
+    assert signed_by(client, outcome.ca_cert)
+
+
+@pytest.mark.parametrize("how", ["missing", "unreadable"])
+def test_a_lost_ca_key_rotates_everything_with_a_warning(
+    ssm: Any, store: ParameterStore, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    if how == "missing":
+        ssm.delete_parameter(Name=NAMES.key(Item.CA))
+    else:
+        _replace(ssm, NAMES.key(Item.CA), "bm90IGEga2V5", secure=True)
+    before = ssm_versions(ssm, ALL)
+    with caplog.at_level(logging.WARNING):
+        outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.ROTATED
+    assert fingerprint(outcome.ca_cert) != fingerprint(first.ca_cert)
+    after = ssm_versions(ssm, ALL)
+    assert all(after[name] != before.get(name) for name in NAMES.material)
+    assert any(
+        "must be replaced" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+    )
+
+
+def test_rotation_on_request_replaces_a_healthy_ca(ssm: Any, store: ParameterStore) -> None:
+    first = ensure(store, props(), rotate=False, now=NOW)
+    outcome = ensure(store, props(), rotate=True, now=NOW)
+    assert outcome.action is Action.ROTATED
+    assert fingerprint(outcome.ca_cert) != fingerprint(first.ca_cert)
+    assert outcome.written == 6
+    assert [p.action for p in outcome.plans] == [Action.ROTATED, Action.REUSED]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("AccessDeniedException"),
+        client_error("KMSAccessDeniedException", message="KMS denied decrypt"),
+        client_error("KMSInvalidStateException"),
+        client_error("ThrottlingException", message="Rate exceeded"),
+        client_error("InternalServerError"),
+    ],
+    ids=lambda e: e.response["Error"]["Code"],
+)
+def test_a_failed_read_fails_without_writing(
+    ssm: Any, store: ParameterStore, recording: RecordingClient, error: Exception
+) -> None:
+    ensure(store, props(), rotate=False, now=NOW)
+    before = ssm_versions(ssm, ALL)
+    recording.fail("get_parameters", error)
+    with pytest.raises(StoreError) as raised:
+        ensure(ParameterStore(recording), props(), rotate=False, now=NOW)  # type: ignore[arg-type]
+    assert raised.value.code == error.response["Error"]["Code"]  # type: ignore[attr-defined]
+    assert recording.written() == []
+    assert recording.count("delete_parameters") == 0
+    assert ssm_versions(ssm, ALL) == before
+
+
+def test_a_failed_read_of_an_empty_store_creates_nothing(recording: RecordingClient) -> None:
+    recording.fail("get_parameters", client_error("AccessDeniedException"))
+    with pytest.raises(StoreError):
+        ensure(ParameterStore(recording), props(), rotate=False, now=NOW)  # type: ignore[arg-type]
+    assert recording.written() == []
+
+
+def test_an_old_go_rack_is_adopted(ssm: Any, recording: RecordingClient) -> None:
+    stored = legacy.store_convox_rack(ssm, "convox", NOW)
+    outcome = ensure(
+        ParameterStore(recording),
+        props(key_algorithm=KeyAlgorithm.RSA_2048),  # type: ignore[arg-type]
+        rotate=False,
+        now=NOW,
+    )
+    assert outcome.action is Action.RENEWED
+    values = _values(ssm)
+    for name in (
+        NAMES.cert(Item.CA),
+        NAMES.key(Item.CA),
+        NAMES.cert(Item.CLIENT),
+        NAMES.key(Item.CLIENT),
+    ):
+        assert values[name] == stored[name], f"{name} must be kept byte for byte"
+    assert sorted(recording.written()) == sorted([NAMES.cert(Item.SERVER), NAMES.key(Item.SERVER)])
+    assert NAMES.version_track not in values
+    server = certificate_from_stored(values[NAMES.cert(Item.SERVER)])
+    ca = certificate_from_stored(values[NAMES.cert(Item.CA)])
+    assert signed_by(server, ca)
+    assert server.issuer == ca.subject
+    # The kept CA's parameters stay the plain Strings the old handler wrote.
+    types = {p["Name"]: p["Type"] for p in ssm.describe_parameters(MaxResults=50)["Parameters"]}
+    assert types[NAMES.key(Item.CA)] == "String"
+    assert types[NAMES.key(Item.SERVER)] == "SecureString"
+    # And the next update is a pure reuse.
+    again = ensure(
+        ParameterStore(recording),
+        props(key_algorithm=KeyAlgorithm.RSA_2048),  # type: ignore[arg-type]
+        rotate=False,
+        now=NOW,
+    )
+    assert again.action is Action.REUSED
+    assert fingerprint(again.ca_cert) == fingerprint(ca)
+    assert certificate_pem(again.ca_cert) == base64.b64decode(stored[NAMES.cert(Item.CA)])
+
+
+def test_version_track_is_never_written(ssm: Any, recording: RecordingClient) -> None:
+    store = ParameterStore(recording)  # type: ignore[arg-type]
+    ensure(store, props(), rotate=False, now=NOW)
+    ensure(store, props(), rotate=True, now=NOW)
+    ensure(store, props(validity_days=100), rotate=False, now=NOW + dt.timedelta(days=99))
+    assert recording.written()
+    assert NAMES.version_track not in recording.written()

@@ -1,0 +1,137 @@
+"""Property parsing: CloudFormation's strings in, typed values or a reason naming the property."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handler.certificates import KeyAlgorithm
+from handler.properties import (
+    PropertyError,
+    parse_generator,
+    parse_getter,
+    rotation_requested,
+)
+from tests.conftest import NOW
+
+
+def test_defaults_follow_the_spec() -> None:
+    parsed = parse_generator({"ServiceToken": "arn", "Rack": "convox", "Version": "1"}, NOW)
+    assert parsed.key_algorithm is KeyAlgorithm.RSA_2048
+    assert parsed.validity_days == 36500
+    assert parsed.renew_before_days == 60
+    assert parsed.server_subject_alt_names == ("localhost", "127.0.0.1")
+    assert parsed.kms_key_id is None
+    assert parsed.rotation_token is None
+
+
+def test_strings_are_converted_like_cloudformation_sends_them() -> None:
+    parsed = parse_generator(
+        {
+            "Rack": "prod",
+            "KeyAlgorithm": "ecdsa-p384",
+            "ValidityDays": "3650",
+            "RenewBeforeDays": "30",
+            "ServerSubjectAltNames": " docker.internal, 10.0.0.1 ,::1,DOCKER.internal",
+            "KmsKeyId": "alias/docker-tls",
+            "RotationToken": "2026-11",
+            "Description": "old rack templates send this",
+            "ServiceTimeout": "300",
+        },
+        NOW,
+    )
+    assert parsed.key_algorithm is KeyAlgorithm.ECDSA_P384
+    assert (parsed.validity_days, parsed.renew_before_days) == (3650, 30)
+    assert parsed.server_subject_alt_names == ("docker.internal", "10.0.0.1", "::1")
+    assert parsed.kms_key_id == "alias/docker-tls"
+    assert parsed.rotation_token == "2026-11"
+
+
+def test_a_list_of_sans_is_accepted() -> None:
+    parsed = parse_generator({"Rack": "r", "ServerSubjectAltNames": ["*.docker.internal"]}, NOW)
+    assert parsed.server_subject_alt_names == ("*.docker.internal",)
+
+
+BAD_GENERATOR: list[tuple[dict[str, Any], str]] = [
+    ({}, "Rack"),
+    ({"Rack": ""}, "Rack"),
+    ({"Rack": "   "}, "Rack"),
+    ({"Rack": " padded"}, "Rack"),
+    ({"Rack": "line\nbreak"}, "Rack"),
+    ({"Rack": "x" * 129}, "Rack"),
+    ({"Rack": "é" * 65}, "Rack"),  # 130 bytes of UTF-8
+    ({"Rack": 42}, "Rack"),
+    ({"Rack": ["a"]}, "Rack"),
+    ({"Rack": "r", "ValidityDays": "ten"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "0"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "-5"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "1.5"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "1e3"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "99999999999"}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": "3000000"}, "ValidityDays"),  # past year 9999
+    ({"Rack": "r", "ValidityDays": True}, "ValidityDays"),
+    ({"Rack": "r", "ValidityDays": " 30"}, "ValidityDays"),
+    ({"Rack": "r", "RenewBeforeDays": "0"}, "RenewBeforeDays"),
+    ({"Rack": "r", "RenewBeforeDays": "x"}, "RenewBeforeDays"),
+    ({"Rack": "r", "ValidityDays": "60", "RenewBeforeDays": "60"}, "RenewBeforeDays"),
+    ({"Rack": "r", "ValidityDays": "30"}, "RenewBeforeDays"),  # default 60 >= 30
+    ({"Rack": "r", "KeyAlgorithm": "RSA-1024"}, "KeyAlgorithm"),
+    ({"Rack": "r", "KeyAlgorithm": "Ed25519"}, "KeyAlgorithm"),
+    ({"Rack": "r", "KeyAlgorithm": ""}, "KeyAlgorithm"),
+    ({"Rack": "r", "KeyAlgorithm": 2048}, "KeyAlgorithm"),
+    ({"Rack": "r", "ServerSubjectAltNames": ""}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": []}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "a,,b"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": ["ok", 7]}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": ["ok", ""]}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "under_score.example"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "-bad.example"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "http://x"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "a" * 64 + ".com"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": {"a": "b"}}, "ServerSubjectAltNames"),
+    (
+        {"Rack": "r", "ServerSubjectAltNames": [f"h{i}" for i in range(101)]},
+        "ServerSubjectAltNames",
+    ),
+    ({"Rack": "r", "KmsKeyId": "has space"}, "KmsKeyId"),
+    ({"Rack": "r", "KmsKeyId": 5}, "KmsKeyId"),
+    ({"Rack": "r", "RotationToken": "x" * 257}, "RotationToken"),
+    ({"Rack": "r", "RotationToken": 5}, "RotationToken"),
+    ({"Rack": "r", "KeySize": "2048"}, "KeySize"),
+    ({"Rack": "r", "ParameterKey": "x"}, "ParameterKey"),
+]
+
+
+@pytest.mark.parametrize(("properties", "name"), BAD_GENERATOR)
+def test_bad_generator_properties_name_the_property(properties: dict[str, Any], name: str) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator(properties, NOW)
+    assert str(raised.value).startswith(name)
+    assert raised.value.name == name
+
+
+@pytest.mark.parametrize(
+    ("properties", "name"),
+    [
+        ({"ParameterKey": "x-docker-tls-key"}, "Rack"),
+        ({"Rack": "r"}, "ParameterKey"),
+        ({"Rack": "r", "ParameterKey": ""}, "ParameterKey"),
+        ({"Rack": "r", "ParameterKey": ["a"]}, "ParameterKey"),
+        ({"Rack": "r", "ParameterKey": "k", "KeyAlgorithm": "RSA-2048"}, "KeyAlgorithm"),
+    ],
+)
+def test_bad_getter_properties_name_the_property(properties: dict[str, Any], name: str) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_getter(properties)
+    assert str(raised.value).startswith(name)
+
+
+def test_only_a_changed_rotation_token_requests_rotation() -> None:
+    assert not rotation_requested({"RotationToken": "a"}, None)
+    assert not rotation_requested({"RotationToken": "a"}, {"RotationToken": "a"})
+    assert not rotation_requested({"Version": "2"}, {"Version": "1"})
+    assert not rotation_requested({"RotationToken": ""}, {})
+    assert rotation_requested({"RotationToken": "b"}, {"RotationToken": "a"})
+    assert rotation_requested({"RotationToken": "a"}, {})
+    assert rotation_requested({}, {"RotationToken": "a"})

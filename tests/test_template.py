@@ -1,0 +1,616 @@
+"""Structural checks of template.yaml (AWS SAM), plus cfn-lint.
+
+Each property is a ``check_*`` function that raises AssertionError. The ``test_*`` functions run
+the checks on the real template; ``test_check_catches`` runs each check on a deliberately broken
+copy and expects it to fail, so no assertion here can pass vacuously.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# A hard import: without cfn-lint (a dev dependency) these tests must fail, not skip.
+import cfnlint.decode as cfnlint_decode
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+FUNCTION_ID = "DockerTlsFunction"
+GENERATOR_TYPE = "Custom::SelfSignedCertificate"
+GETTER_TYPE = "Custom::SelfSignedCertificateGetter"
+
+# SPEC §3: the six bundle parameters, and the legacy one that is only read and deleted.
+BUNDLE_SUFFIXES = (
+    "-docker-tls-ca-cert",
+    "-docker-tls-ca-key",
+    "-docker-tls-server-cert",
+    "-docker-tls-server-key",
+    "-docker-tls-cert",
+    "-docker-tls-key",
+)
+LEGACY_SUFFIX = "-version-track"
+ARN_PREFIX = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"
+BUNDLE_ARNS = {ARN_PREFIX + s for s in BUNDLE_SUFFIXES}
+LEGACY_ARN = ARN_PREFIX + LEGACY_SUFFIX
+SSM_ACTIONS = {
+    "ssm:GetParameters",
+    "ssm:GetParameter",
+    "ssm:PutParameter",
+    "ssm:DeleteParameters",
+    "ssm:DeleteParameter",
+}
+LEGACY_ACTIONS = SSM_ACTIONS - {"ssm:PutParameter"}
+KMS_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
+
+# SPEC §2 and §4: properties each type accepts, and the generator's returned attributes.
+COMMON_PROPS = {"ServiceToken", "ServiceTimeout", "Description"}
+GENERATOR_PROPS = COMMON_PROPS | {
+    "Rack",
+    "Version",
+    "KeyAlgorithm",
+    "ValidityDays",
+    "RenewBeforeDays",
+    "ServerSubjectAltNames",
+    "KmsKeyId",
+    "RotationToken",
+}
+GETTER_PROPS = COMMON_PROPS | {"Rack", "ParameterKey", "Version"}
+SSM_KEY_ATTRS = {
+    "CACertSSMKey",
+    "CAKeySSMKey",
+    "ServerCertSSMKey",
+    "ServerKeySSMKey",
+    "CertSSMKey",
+    "KeySSMKey",
+}
+GENERATOR_ATTRS = SSM_KEY_ATTRS | {"CACertificate", "CAFingerprint", "CANotAfter", "Action"}
+GETTER_ATTRS = {"Value"}
+KEY_ALGORITHMS = {"RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"}
+
+Template = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and walking
+# --------------------------------------------------------------------------------------------
+
+
+def load(text: str) -> Template:
+    """Decode CloudFormation YAML (short-form intrinsics included) into plain dicts/lists."""
+    tpl, matches = cfnlint_decode.decode_str(text)
+    assert not matches, f"template does not decode: {matches}"
+    return _plain(tpl)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    return load(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def resources(tpl: Template, rtype: str | None = None) -> dict[str, dict[str, Any]]:
+    res = tpl.get("Resources", {})
+    return {k: v for k, v in res.items() if rtype is None or v.get("Type") == rtype}
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def getatts(node: Any) -> Iterator[tuple[str, str]]:
+    """Every Fn::GetAtt (list or dotted string form) and ${X.Y} in Fn::Sub below node."""
+    for n in walk(node):
+        if not isinstance(n, dict):
+            continue
+        if "Fn::GetAtt" in n:
+            ga = n["Fn::GetAtt"]
+            parts = ga if isinstance(ga, list) else str(ga).split(".", 1)
+            yield str(parts[0]), str(parts[1])
+        if "Fn::Sub" in n:
+            sub = n["Fn::Sub"]
+            text = sub[0] if isinstance(sub, list) else sub
+            for m in re.finditer(r"\$\{([A-Za-z0-9]+)\.([A-Za-z0-9.]+)\}", str(text)):
+                yield m.group(1), m.group(2)
+
+
+def as_list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else [x]
+
+
+def arn_text(x: Any) -> str:
+    """A Resource entry as text: plain strings and Fn::Sub strings; anything else is repr'd."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, dict) and set(x) == {"Fn::Sub"} and isinstance(x["Fn::Sub"], str):
+        return x["Fn::Sub"]
+    return repr(x)
+
+
+def function(tpl: Template) -> dict[str, Any]:
+    res = resources(tpl)
+    assert FUNCTION_ID in res, f"no {FUNCTION_ID} resource"
+    fn = res[FUNCTION_ID]
+    assert fn.get("Type") == "AWS::Serverless::Function", fn.get("Type")
+    return fn
+
+
+def role_id(tpl: Template) -> str:
+    role = function(tpl)["Properties"].get("Role")
+    assert isinstance(role, dict), f"function Role is {role!r}"
+    assert "Fn::GetAtt" in role, f"function Role is {role!r}"
+    rid = role["Fn::GetAtt"][0]
+    assert resources(tpl).get(rid, {}).get("Type") == "AWS::IAM::Role", rid
+    return str(rid)
+
+
+def statements(tpl: Template) -> list[tuple[dict[str, Any], str | None]]:
+    """All IAM statements granted to the function, with the Fn::If condition guarding each."""
+    rid = role_id(tpl)
+    docs: list[Any] = []
+    for p in as_list(resources(tpl)[rid]["Properties"].get("Policies", [])):
+        docs.append(p["PolicyDocument"])
+    for r in resources(tpl).values():
+        props = r.get("Properties", {})
+        if r.get("Type") == "AWS::IAM::RolePolicy" and props.get("RoleName") == {"Ref": rid}:
+            docs.append(props["PolicyDocument"])
+        if r.get("Type") == "AWS::IAM::Policy" and {"Ref": rid} in as_list(props.get("Roles")):
+            docs.append(props["PolicyDocument"])
+    # SAM-style policies on the function itself count too, if someone adds them.
+    for p in as_list(function(tpl)["Properties"].get("Policies", [])):
+        if isinstance(p, dict) and "Statement" in p:
+            docs.append(p)
+    out: list[tuple[dict[str, Any], str | None]] = []
+    for doc in docs:
+        for st in as_list(doc["Statement"]):
+            if isinstance(st, dict) and "Fn::If" in st:
+                cond, yes, no = st["Fn::If"]
+                for branch in (yes, no):
+                    if branch != {"Ref": "AWS::NoValue"}:
+                        out.append((branch, cond))
+            else:
+                out.append((st, None))
+    return out
+
+
+def actions(st: dict[str, Any]) -> set[str]:
+    assert "NotAction" not in st, f"NotAction in {st}"
+    return {str(a) for a in as_list(st.get("Action", []))}
+
+
+def touches(st: dict[str, Any], service: str) -> bool:
+    return any(a == "*" or a.lower().startswith(service + ":") for a in actions(st))
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+def check_function(tpl: Template) -> None:
+    fn = function(tpl)
+    props = fn["Properties"]
+    m = re.fullmatch(r"python3\.(\d+)", str(props.get("Runtime")))
+    assert m, f"Runtime {props.get('Runtime')!r} is not Python 3"
+    assert int(m.group(1)) >= 11, f"Runtime {props.get('Runtime')!r} is older than python3.11"
+    assert props.get("Architectures") == ["arm64"], props.get("Architectures")
+    assert int(props.get("Timeout", 3)) > 60, "Timeout must leave room for RSA-4096 rotations"
+    assert int(props.get("MemorySize", 128)) >= 512, "MemorySize too small for RSA keygen"
+    assert props.get("Handler") == "handler.app.lambda_handler", props.get("Handler")
+    assert props.get("CodeUri") == ".", props.get("CodeUri")
+    assert fn.get("Metadata", {}).get("BuildMethod") == "makefile", fn.get("Metadata")
+    assert "VpcConfig" not in props, "the function must reach S3 and SSM without a VPC"
+    env = props.get("Environment", {}).get("Variables", {})
+    assert env.get("LOG_LEVEL") == "INFO", env
+    assert not any("POWERTOOLS" in k for k in env), env
+
+
+def check_ssm_policy(tpl: Template) -> None:
+    ssm = [st for st, _ in statements(tpl) if touches(st, "ssm")]
+    assert ssm, "no SSM statement"
+    granted: set[str] = set()
+    for st in ssm:
+        assert st.get("Effect") == "Allow", st
+        assert "NotResource" not in st, st
+        res = [arn_text(r) for r in as_list(st.get("Resource"))]
+        for r in res:
+            assert r in BUNDLE_ARNS | {LEGACY_ARN}, f"SSM resource {r!r} is not an exact suffix"
+        assert actions(st) <= SSM_ACTIONS, f"unexpected actions {actions(st) - SSM_ACTIONS}"
+        if set(res) & BUNDLE_ARNS:
+            assert actions(st) == SSM_ACTIONS, f"bundle statement lacks {SSM_ACTIONS - actions(st)}"
+        granted |= set(res)
+    assert granted == BUNDLE_ARNS | {LEGACY_ARN}, f"missing {BUNDLE_ARNS | {LEGACY_ARN} - granted}"
+    assert len(granted) == 7
+
+
+def check_version_track(tpl: Template) -> None:
+    legacy = [
+        st
+        for st, _ in statements(tpl)
+        if LEGACY_ARN in {arn_text(r) for r in as_list(st.get("Resource"))}
+    ]
+    assert legacy, "no statement for the legacy version-track parameter"
+    for st in legacy:
+        acts = actions(st)
+        assert "ssm:PutParameter" not in acts, "version-track must never be written"
+        assert "ssm:*" not in acts, "version-track must never be written"
+        assert acts == LEGACY_ACTIONS, f"version-track actions {sorted(acts)}"
+
+
+def check_kms(tpl: Template) -> None:
+    kms = [(st, cond) for st, cond in statements(tpl) if touches(st, "kms")]
+    assert kms, "no KMS statement"
+    conds = tpl.get("Conditions", {})
+    for st, cond in kms:
+        assert cond is not None, "KMS statement is not conditional"
+        assert cond in conds, cond
+        assert {"Ref": "KmsKeyArn"} in walk(conds[cond]), f"{cond} does not test KmsKeyArn"
+        assert st.get("Effect") == "Allow", st
+        assert actions(st) == KMS_ACTIONS, actions(st)
+        assert st.get("Resource") == {"Ref": "KmsKeyArn"}, st.get("Resource")
+        via = st.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+        assert via == {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}, f"kms:ViaService {via!r}"
+    assert tpl["Parameters"]["KmsKeyArn"].get("Default") == ""
+    for gen in resources(tpl, GENERATOR_TYPE).values():
+        kms_id = gen["Properties"].get("KmsKeyId")
+        want = {"Fn::If": [kms[0][1], {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+        assert kms_id == want, f"generator KmsKeyId {kms_id!r}, want {want!r}"
+
+
+def check_service_timeouts(tpl: Template) -> None:
+    timeout = int(function(tpl)["Properties"]["Timeout"])
+    custom = {
+        k: v
+        for k, v in resources(tpl).items()
+        if str(v.get("Type")).startswith("Custom::")
+        or v.get("Type") == "AWS::CloudFormation::CustomResource"
+    }
+    assert len(custom) >= 4, f"expected a generator and three getters, got {sorted(custom)}"
+    for name, res in custom.items():
+        props = res.get("Properties", {})
+        st = props.get("ServiceTimeout")
+        assert isinstance(st, int), f"{name}: ServiceTimeout {st!r}"
+        assert timeout < st <= 3600, f"{name}: ServiceTimeout {st} vs function timeout {timeout}"
+        assert props.get("ServiceToken") == {"Fn::GetAtt": [FUNCTION_ID, "Arn"]}, name
+
+
+def check_custom_properties(tpl: Template) -> None:
+    gens = resources(tpl, GENERATOR_TYPE)
+    getters = resources(tpl, GETTER_TYPE)
+    assert len(gens) == 1, sorted(gens)
+    assert len(getters) >= 3, sorted(getters)
+    for name, res in gens.items():
+        props = set(res["Properties"])
+        assert props <= GENERATOR_PROPS, f"{name}: unknown properties {props - GENERATOR_PROPS}"
+        assert {"Rack", "Version"} <= props
+    for name, res in getters.items():
+        props = set(res["Properties"])
+        assert props <= GETTER_PROPS, f"{name}: unknown properties {props - GETTER_PROPS}"
+        assert {"Rack", "ParameterKey", "Version"} <= props, name
+    algo = tpl["Parameters"]["KeyAlgorithm"]
+    assert set(algo["AllowedValues"]) == KEY_ALGORITHMS, algo["AllowedValues"]
+    assert algo["Default"] == "RSA-2048", algo["Default"]
+
+
+def check_attributes(tpl: Template) -> None:
+    gens = set(resources(tpl, GENERATOR_TYPE))
+    getters = resources(tpl, GETTER_TYPE)
+    for name, res in getters.items():
+        key = res["Properties"]["ParameterKey"]
+        assert isinstance(key, dict), f"{name}: ParameterKey {key!r}"
+        assert "Fn::GetAtt" in key, f"{name}: ParameterKey {key!r}"
+        target, attr = key["Fn::GetAtt"]
+        assert target in gens, f"{name}: ParameterKey from {target}"
+        assert attr in SSM_KEY_ATTRS, f"{name}: ParameterKey from {attr}, not a parameter name"
+    keys = {res["Properties"]["ParameterKey"]["Fn::GetAtt"][1] for res in getters.values()}
+    assert {"CACertSSMKey", "ServerCertSSMKey", "ServerKeySSMKey"} <= keys, keys
+    for target, attr in getatts(tpl):
+        if target in gens:
+            assert attr in GENERATOR_ATTRS, f"{target}.{attr} is not in the SPEC"
+        if target in getters:
+            assert attr in GETTER_ATTRS, f"{target}.{attr} is not in the SPEC"
+
+
+def check_log_group(tpl: Template) -> None:
+    groups = resources(tpl, "AWS::Logs::LogGroup")
+    assert groups, "no log group"
+    fn_props = function(tpl)["Properties"]
+    default_name = {"Fn::Sub": f"/aws/lambda/${{{FUNCTION_ID}}}"}
+    ours = [
+        k
+        for k, g in groups.items()
+        if g["Properties"].get("LogGroupName") == default_name
+        or fn_props.get("LoggingConfig", {}).get("LogGroup") == {"Ref": k}
+    ]
+    assert ours, "no log group is the function's"
+    for k in ours:
+        ret = groups[k]["Properties"].get("RetentionInDays")
+        assert ret is not None, f"{k} has no RetentionInDays"
+        if isinstance(ret, dict):
+            param = tpl["Parameters"][ret["Ref"]]
+            assert int(param["Default"]) == 30, param
+        else:
+            assert int(ret) > 0
+
+
+def check_consumer(tpl: Template) -> None:
+    lts = resources(tpl, "AWS::EC2::LaunchTemplate")
+    assert lts, "no example launch template"
+    for name, lt in lts.items():
+        data = lt["Properties"]["LaunchTemplateData"]
+        image = tpl["Parameters"][data["ImageId"]["Ref"]]
+        assert image["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>", name
+        assert image["Default"].startswith("/aws/service/ami-amazon-linux-latest/al2023-"), name
+        script, variables = data["UserData"]["Fn::Base64"]["Fn::Sub"]
+        for path in ("/etc/ca.pem", "/etc/cert.pem", "/etc/key.pem"):
+            assert re.search(r"base64 -d > " + re.escape(path), script), f"{name}: {path}"
+        assert re.search(r"umask 077;[^\n]*> /etc/key\.pem", script), f"{name}: key mode"
+        assert "chmod 0600 /etc/key.pem" in script, name
+        for flag in (
+            "--tlsverify",
+            "--tlscacert=/etc/ca.pem",
+            "--tlscert=/etc/cert.pem",
+            "--tlskey=/etc/key.pem",
+            "-H=0.0.0.0:2376",
+            "-H unix:///var/run/docker.sock",
+        ):
+            assert flag in script, f"{name}: dockerd lacks {flag}"
+        assert {v["Fn::GetAtt"][1] for v in variables.values()} == {"Value"}, variables
+
+
+def check_outputs(tpl: Template) -> None:
+    gens = set(resources(tpl, GENERATOR_TYPE))
+    exposed = {attr for target, attr in getatts(tpl.get("Outputs", {})) if target in gens}
+    wanted = SSM_KEY_ATTRS | {"CAFingerprint", "CANotAfter", "Action"}
+    assert wanted <= exposed, f"outputs lack {wanted - exposed}"
+    # Private key material never goes into Outputs (getters of keys are NoEcho; outputs not).
+    getters = set(resources(tpl, GETTER_TYPE))
+    leaked = {t for t, _ in getatts(tpl.get("Outputs", {})) if t in getters}
+    assert not leaked, f"outputs expose getter values {leaked}"
+
+
+CHECKS: dict[str, Callable[[Template], None]] = {
+    "function": check_function,
+    "ssm_policy": check_ssm_policy,
+    "version_track": check_version_track,
+    "kms": check_kms,
+    "service_timeouts": check_service_timeouts,
+    "custom_properties": check_custom_properties,
+    "attributes": check_attributes,
+    "log_group": check_log_group,
+    "consumer": check_consumer,
+    "outputs": check_outputs,
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_template(template: Template, name: str) -> None:
+    CHECKS[name](template)
+
+
+# --------------------------------------------------------------------------------------------
+# cfn-lint
+# --------------------------------------------------------------------------------------------
+
+
+# cfn-lint 1.x has no ``python -m cfnlint``; call its console-script entry point with this
+# interpreter so the test does not depend on PATH.
+CFN_LINT = "import sys; from cfnlint.runner import main; sys.argv[0] = 'cfn-lint'; main()"
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CFN_LINT, "--", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_cfn_lint_clean() -> None:
+    # Any match (error 2, warning 4, informational 8) makes the exit code non-zero.
+    proc = cfn_lint(TEMPLATE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule"),
+    [
+        ("Runtime: python3.13", "Runtime: python3.8", "E2533"),  # deprecated runtime
+        (  # redundant DependsOn: a warning, exit code 4
+            "DependsOn: [DockerTlsLogGroup, DockerTlsLogsPolicy]",
+            "DependsOn: [DockerTlsLogGroup, DockerTlsLogsPolicy, DockerTlsFunction]",
+            "W3005",
+        ),
+    ],
+    ids=["error", "warning"],
+)
+def test_cfn_lint_fails_on_findings(tmp_path: Path, old: str, new: str, rule: str) -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert old in text
+    bad = tmp_path / "template.yaml"
+    bad.write_text(text.replace(old, new, 1), encoding="utf-8")
+    proc = cfn_lint(bad)
+    assert rule in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode != 0
+
+
+# --------------------------------------------------------------------------------------------
+# Every check can fail
+# --------------------------------------------------------------------------------------------
+
+
+def _fn(t: Template) -> dict[str, Any]:
+    return t["Resources"][FUNCTION_ID]["Properties"]
+
+
+def _ssm_doc(t: Template) -> list[Any]:
+    role = t["Resources"][role_id(t)]["Properties"]
+    for p in role["Policies"]:
+        if any(
+            touches(s, "ssm")
+            for s in as_list(p["PolicyDocument"]["Statement"])
+            if "Fn::If" not in s
+        ):
+            return p["PolicyDocument"]["Statement"]
+    raise AssertionError("no SSM policy document")
+
+
+def _stmt(t: Template, arn: str) -> dict[str, Any]:
+    for s in _ssm_doc(t):
+        if "Fn::If" not in s and arn in {arn_text(r) for r in as_list(s["Resource"])}:
+            return s
+    raise AssertionError(arn)
+
+
+def _kms_index(t: Template) -> int:
+    return next(i for i, s in enumerate(_ssm_doc(t)) if "Fn::If" in s)
+
+
+def _kms(t: Template) -> dict[str, Any]:
+    return _ssm_doc(t)[_kms_index(t)]["Fn::If"][1]
+
+
+def _getter(t: Template) -> dict[str, Any]:
+    return next(iter(resources(t, GETTER_TYPE).values()))["Properties"]
+
+
+def _gen(t: Template) -> dict[str, Any]:
+    return next(iter(resources(t, GENERATOR_TYPE).values()))["Properties"]
+
+
+def _log_group(t: Template) -> dict[str, Any]:
+    return next(iter(resources(t, "AWS::Logs::LogGroup").values()))["Properties"]
+
+
+def _userdata(t: Template) -> list[Any]:
+    lt = next(iter(resources(t, "AWS::EC2::LaunchTemplate").values()))
+    return lt["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+
+
+def _first_bundle_arn(t: Template) -> str:
+    return ARN_PREFIX + BUNDLE_SUFFIXES[0]
+
+
+MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
+    ("function", "old-runtime", lambda t: _fn(t).update(Runtime="python3.10")),
+    ("function", "node-runtime", lambda t: _fn(t).update(Runtime="nodejs22.x")),
+    ("function", "x86", lambda t: _fn(t).update(Architectures=["x86_64"])),
+    ("function", "short-timeout", lambda t: _fn(t).update(Timeout=30)),
+    ("function", "small-memory", lambda t: _fn(t).update(MemorySize=256)),
+    ("function", "handler", lambda t: _fn(t).update(Handler="app.lambda_handler")),
+    ("function", "build", lambda t: t["Resources"][FUNCTION_ID].pop("Metadata")),
+    ("function", "vpc", lambda t: _fn(t).update(VpcConfig={"SubnetIds": ["s"]})),
+    ("ssm_policy", "star", lambda t: _stmt(t, _first_bundle_arn(t)).update(Resource="*")),
+    (
+        "ssm_policy",
+        "all-params",
+        lambda t: _stmt(t, _first_bundle_arn(t))["Resource"].append({"Fn::Sub": ARN_PREFIX}),
+    ),
+    ("ssm_policy", "six", lambda t: _stmt(t, _first_bundle_arn(t))["Resource"].pop()),
+    (
+        "ssm_policy",
+        "extra-stmt",
+        lambda t: _ssm_doc(t).append(
+            {"Effect": "Allow", "Action": "ssm:GetParametersByPath", "Resource": "*"}
+        ),
+    ),
+    (
+        "ssm_policy",
+        "no-delete",
+        lambda t: _stmt(t, _first_bundle_arn(t)).update(
+            Action=sorted(SSM_ACTIONS - {"ssm:DeleteParameters"})
+        ),
+    ),
+    (
+        "version_track",
+        "put",
+        lambda t: _stmt(t, LEGACY_ARN)["Action"].append("ssm:PutParameter"),
+    ),
+    ("version_track", "missing", lambda t: _ssm_doc(t).remove(_stmt(t, LEGACY_ARN))),
+    (
+        "kms",
+        "unconditional",
+        lambda t: _ssm_doc(t).__setitem__(_kms_index(t), _kms(t)),
+    ),
+    ("kms", "no-via", lambda t: _kms(t).pop("Condition")),
+    ("kms", "any-key", lambda t: _kms(t).update(Resource="*")),
+    ("kms", "generator", lambda t: _gen(t).pop("KmsKeyId")),
+    ("service_timeouts", "missing", lambda t: _getter(t).pop("ServiceTimeout")),
+    ("service_timeouts", "too-short", lambda t: _gen(t).update(ServiceTimeout=60)),
+    ("custom_properties", "unknown", lambda t: _gen(t).update(ValidityYears="1")),
+    ("custom_properties", "getter-extra", lambda t: _getter(t).update(KeyAlgorithm="x")),
+    (
+        "attributes",
+        "bad-attr",
+        lambda t: _getter(t).update(ParameterKey={"Fn::GetAtt": ["DockerTLS", "CAKey"]}),
+    ),
+    (
+        "attributes",
+        "not-a-name",
+        lambda t: _getter(t).update(ParameterKey={"Fn::GetAtt": ["DockerTLS", "CACertificate"]}),
+    ),
+    (
+        "attributes",
+        "output",
+        lambda t: t["Outputs"].update(X={"Value": {"Fn::GetAtt": ["DockerTLS", "ServerKey"]}}),
+    ),
+    ("log_group", "no-retention", lambda t: _log_group(t).pop("RetentionInDays")),
+    ("log_group", "other-name", lambda t: _log_group(t).update(LogGroupName="x")),
+    (
+        "consumer",
+        "tls-flag",
+        lambda t: _userdata(t).__setitem__(0, _userdata(t)[0].replace("--tlsverify ", "")),
+    ),
+    (
+        "consumer",
+        "key-mode",
+        lambda t: _userdata(t).__setitem__(0, _userdata(t)[0].replace("chmod 0600", "chmod 0644")),
+    ),
+    ("outputs", "no-action", lambda t: t["Outputs"].pop("Action")),
+    (
+        "outputs",
+        "key-value",
+        lambda t: t["Outputs"].update(K={"Value": {"Fn::GetAtt": ["DockerTLSServerKey", "Value"]}}),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "mutate"),
+    [(c, m) for c, _, m in MUTATIONS],
+    ids=[f"{c}-{i}" for c, i, _ in MUTATIONS],
+)
+def test_check_catches(template: Template, check: str, mutate: Callable[[Template], None]) -> None:
+    broken = copy.deepcopy(template)
+    mutate(broken)
+    assert broken != template
+    with pytest.raises(AssertionError):
+        CHECKS[check](broken)
+
+
+def test_every_check_has_a_mutation() -> None:
+    assert {c for c, _, _ in MUTATIONS} == set(CHECKS)
