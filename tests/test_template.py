@@ -439,7 +439,7 @@ def test_cfn_lint_clean() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "rule"),
     [
-        ("Runtime: python3.13", "Runtime: python3.8", "E2533"),  # deprecated runtime
+        ("MemorySize: 1024", "MemorySize: 64", "E3034"),  # below Lambda's 128 MB minimum
         (  # redundant DependsOn: a warning, exit code 4
             "DependsOn: [DockerTlsLogGroup, DockerTlsLogsPolicy]",
             "DependsOn: [DockerTlsLogGroup, DockerTlsLogsPolicy, DockerTlsFunction]",
