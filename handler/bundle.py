@@ -194,7 +194,7 @@ def _ca_cert_problem(
 ) -> str | None:
     cert = stored.cert
     if cert is None:
-        return stored.problem
+        return stored.cert_problem
     if not same_key(cert, key):
         return "certificate does not match the CA key"
     if not is_ca(cert) or not signed_by(cert, cert):
@@ -238,9 +238,9 @@ def _leaf_problem(
 def _renewal_subject(
     ca: _Stored, leaves: list[_Stored], key: PrivateKey, now: dt.datetime
 ) -> x509.Name:
-    # Keep the name the fleet already chains through: the stored CA's own subject if it
-    # still parses, else the issuer of a stored leaf this key signed.
-    if ca.cert is not None:
+    # Keep the name the fleet already chains through: the stored CA's own subject if it is
+    # this key's certificate, else the issuer of a stored leaf this key signed.
+    if ca.cert is not None and same_key(ca.cert, key):
         return ca.cert.subject
     for leaf in leaves:
         if leaf.cert is None:
@@ -250,6 +250,8 @@ def _renewal_subject(
         )
         if probe.signed(leaf.cert):
             return leaf.cert.issuer
+    if ca.cert is not None:
+        return ca.cert.subject
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
 
 
@@ -299,9 +301,20 @@ def plan(
         leaf_plans.append(ItemPlan(item, decision, problem or "healthy", expiry(stored)))
 
     items = (ca_plan, leaf_plans[0], leaf_plans[1])
+    # Rebuilding the CA certificate for a key other than that of a stored, valid CA
+    # certificate (an interrupted rotation left the new key beside the old certificate) gives
+    # the fleet a new trust anchor: that is a rotation, whatever the mechanics.
+    anchor_changes = (
+        ca_plan.decision is Decision.RENEW
+        and ca.cert is not None
+        and ca.key is not None
+        and not same_key(ca.cert, ca.key)
+        and is_ca(ca.cert)
+        and signed_by(ca.cert, ca.cert)
+    )
     if nothing_stored:
         action = Action.CREATED
-    elif ca_plan.decision is Decision.ROTATE:
+    elif ca_plan.decision is Decision.ROTATE or anchor_changes:
         action = Action.ROTATED
     elif any(p.decision is not Decision.REUSE for p in items):
         action = Action.RENEWED

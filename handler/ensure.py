@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from handler.bundle import Action, BundleNames, Decision, Item, Plan, issue, plan
+from handler.bundle import Action, BundleNames, Item, Plan, issue, plan
 from handler.certificates import certificate_from_stored
 from handler.properties import GeneratorProperties
 from handler.store import ParameterConflict, ParameterStore
@@ -109,7 +109,7 @@ def ensure(
 
 def _log_plan(current: Plan) -> None:
     decisions = {p.item.value: f"{p.decision.value}: {p.reason}" for p in current}
-    if current.decision(Item.CA) is Decision.ROTATE and current.action is Action.ROTATED:
+    if current.action is Action.ROTATED:
         log.warning(
             "Rotating the Docker TLS CA: instances launched before now trust the old CA and "
             "must be replaced, or docker exec/run against them fails",

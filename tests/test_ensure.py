@@ -362,3 +362,41 @@ def test_version_track_is_never_written(ssm: Any, recording: RecordingClient) ->
     ensure(store, props(validity_days=100), rotate=False, now=NOW + dt.timedelta(days=99))
     assert recording.written()
     assert NAMES.version_track not in recording.written()
+
+
+def test_an_interrupted_rotation_finishes_as_a_rotation(
+    ssm: Any, store: ParameterStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash after the new CA key was written leaves it beside the old CA certificate."""
+    first = ensure(store, props(), rotate=False, now=NOW)
+    new_key = KeyAlgorithm.ECDSA_P256.generate()
+    from handler.certificates import private_key_pem
+
+    _replace(ssm, NAMES.key(Item.CA), to_stored(private_key_pem(new_key)), secure=True)
+    with caplog.at_level(logging.WARNING):
+        outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.ROTATED
+    assert same_key(outcome.ca_cert, new_key)
+    assert outcome.ca_cert.subject == first.ca_cert.subject
+    values = _values(ssm)
+    for item in (Item.SERVER, Item.CLIENT):
+        assert signed_by(certificate_from_stored(values[NAMES.cert(item)]), outcome.ca_cert)
+    assert any("must be replaced" in r.getMessage() for r in caplog.records)
+
+
+def test_a_leaf_stored_in_the_ca_slot_is_repaired_from_the_ca_key(
+    ssm: Any, store: ParameterStore
+) -> None:
+    """The fleet's CA certificate (same key, same subject) keeps trusting what follows."""
+    first = ensure(store, props(), rotate=False, now=NOW)
+    values = _values(ssm)
+    _replace(ssm, NAMES.cert(Item.CA), values[NAMES.cert(Item.SERVER)])
+    before = ssm_versions(ssm, ALL)
+    outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.RENEWED
+    assert outcome.ca_cert.subject == first.ca_cert.subject
+    assert outcome.ca_cert.public_key() == first.ca_cert.public_key()
+    after = ssm_versions(ssm, ALL)
+    assert {n for n in after if after[n] != before[n]} == {NAMES.cert(Item.CA)}
+    client = certificate_from_stored(values[NAMES.cert(Item.CLIENT)])
+    assert signed_by(client, outcome.ca_cert)
