@@ -43,7 +43,13 @@ __all__ = [
 ]
 
 #: The modern (Go 1.24) docker CLI preinstalled on the CI image; Debian's /usr/bin/docker is older.
-DOCKER_CLI = "/usr/local/bin/docker"
+# The modern CLI (Go 1.24) preinstalled here; Debian's docker.io CLI (20.10) otherwise, so a
+# machine with only what .ci/run installs still runs the daemon tests instead of skipping them.
+DOCKER_CLI = (
+    "/usr/local/bin/docker"
+    if os.access("/usr/local/bin/docker", os.X_OK)
+    else shutil.which("docker") or "/usr/bin/docker"
+)
 
 _LOOPBACK = "127.0.0.1"
 # dockerd and its managed containerd look up containerd/runc via PATH; make sure sbin dirs are in.
