@@ -22,7 +22,7 @@ from handler.properties import (
     parse_rack,
     rotation_requested,
 )
-from handler.store import ParameterStore, StoreError
+from handler.store import ParameterStore, Stopped, StoreError
 
 GENERATOR = "Custom::SelfSignedCertificate"
 GETTER = "Custom::SelfSignedCertificateGetter"
@@ -61,22 +61,46 @@ def _property_failure(error: PropertyError) -> RequestFailed:
     return RequestFailed(f"{error}. Nothing was read or written; fix the property.")
 
 
+def _properties(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    properties = event.get("ResourceProperties")
+    if properties is None:
+        return {}
+    if not isinstance(properties, Mapping):
+        raise RequestFailed(
+            f"ResourceProperties must be an object of properties, got "
+            f"{type(properties).__name__}. Nothing was read or written; fix the template."
+        )
+    return properties
+
+
+def _rotate(event: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
+    if event.get("RequestType") != "Update":
+        return False
+    old = event.get("OldResourceProperties")
+    if not isinstance(old, Mapping):
+        # CloudFormation always sends them; without them a changed RotationToken cannot be
+        # told from an unchanged one, and guessing "changed" would replace a healthy CA.
+        log.warning("Update without OldResourceProperties: RotationToken not compared")
+        return False
+    return rotation_requested(properties, old)
+
+
 def _ensure(event: Mapping[str, Any]) -> str:
     now = dt.datetime.now(dt.UTC)
-    properties = event.get("ResourceProperties") or {}
+    properties = _properties(event)
     try:
         props = parse_generator(properties, now)
     except PropertyError as error:
         raise _property_failure(error) from None
-    rotate = event.get("RequestType") == "Update" and rotation_requested(
-        properties, event.get("OldResourceProperties") or {}
-    )
+    rotate = _rotate(event, properties)
     try:
         outcome = ensure(store, props, rotate=rotate, now=now, should_stop=helper.answered)
     except StoreError as error:
         raise _store_failure(error) from None
     except NotConverged as error:
         raise RequestFailed(f"{error}; retry the stack operation.") from None
+    except Stopped as error:
+        raise RequestFailed(f"Timed out: {error}") from None
     helper.Data = generator_data(outcome)
     log.info(
         "bundle ensured",
@@ -92,7 +116,7 @@ def _ensure(event: Mapping[str, Any]) -> str:
 
 def _get(event: Mapping[str, Any]) -> str:
     try:
-        props = parse_getter(event.get("ResourceProperties") or {})
+        props = parse_getter(_properties(event))
     except PropertyError as error:
         raise _property_failure(error) from None
     names = BundleNames.for_rack(props.rack)
@@ -147,8 +171,8 @@ def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
     if event.get("ResourceType") != GENERATOR:
         return  # a getter read nothing; an unknown type created nothing
     try:
-        rack = parse_rack(event.get("ResourceProperties") or {})
-    except PropertyError:
+        rack = parse_rack(_properties(event))
+    except (PropertyError, RequestFailed):
         log.info("Delete without a valid Rack: nothing of ours to remove")
         return
     if event.get("PhysicalResourceId") != rack_prefix(rack):
@@ -158,9 +182,11 @@ def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
         return
     names = BundleNames.for_rack(rack)
     try:
-        removed = store.delete(names.everything)
+        removed = store.delete(names.everything, should_stop=helper.answered)
     except StoreError as error:
         raise RequestFailed(f"{error}. Retry the delete once the role may delete.") from None
+    except Stopped as error:
+        raise RequestFailed(f"Timed out: {error}") from None
     log.info("bundle removed", extra={"removed": len(removed)})
 
 

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from handler.certificates import (
@@ -125,6 +126,8 @@ class ItemPlan:
     decision: Decision
     reason: str
     not_after: dt.datetime | None = None  # of the stored certificate, when readable
+    #: REISSUE of the certificate only, for this stored key (see :func:`_key_to_keep`).
+    kept_key: PrivateKey | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,32 @@ def _leaf_problem(
     return None
 
 
+def _public(key: PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _key_to_keep(
+    stored: _Stored, props: GeneratorProperties, others: list[PrivateKey | None]
+) -> PrivateKey | None:
+    """The leaf's stored key, when only its certificate is the problem: missing, unreadable or
+    for another key. That is what a crash, or a concurrent writer, leaves between a leaf's key
+    write and its certificate write. Certifying the stored key (one write) instead of a new
+    pair lets concurrent repairs converge: each writes a certificate for the same stored key,
+    where new keys would keep overwriting each other's. A key of the wrong algorithm, or one
+    the CA or the other leaf also holds, is never kept.
+    """
+    key = stored.key
+    if key is None or KeyAlgorithm.of(key) is not props.key_algorithm:
+        return None
+    if stored.cert is not None and same_key(stored.cert, key):
+        return None  # a matching pair: its certificate's content is the problem
+    if _public(key) in {_public(other) for other in others if other is not None}:
+        return None
+    return key
+
+
 def _renewal_subject(
     ca: _Stored, leaves: list[_Stored], key: PrivateKey, now: dt.datetime
 ) -> x509.Name:
@@ -297,8 +326,14 @@ def plan(
             leaf_plans.append(ItemPlan(item, Decision.REISSUE, reason, expiry(stored)))
             continue
         problem = _leaf_problem(item, stored, authority, props, now)
-        decision = Decision.REISSUE if problem else Decision.REUSE
-        leaf_plans.append(ItemPlan(item, decision, problem or "healthy", expiry(stored)))
+        if problem is None:
+            leaf_plans.append(ItemPlan(item, Decision.REUSE, "healthy", expiry(stored)))
+            continue
+        others = [ca.key, *(leaf.key for other, leaf in leaves.items() if other is not item)]
+        kept = _key_to_keep(stored, props, others)
+        if kept is not None:
+            problem += "; the stored key is kept"
+        leaf_plans.append(ItemPlan(item, Decision.REISSUE, problem, expiry(stored), kept))
 
     items = (ca_plan, leaf_plans[0], leaf_plans[1])
     # Rebuilding the CA certificate for a key other than that of a stored, valid CA
@@ -334,7 +369,8 @@ class Write:
 
 def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Write]:
     """Generate what ``plan`` calls for, in crash-safe order: CA key, CA cert, then each
-    leaf's key and certificate (a crash between the two leaves a mismatch the next run repairs).
+    leaf's key and certificate (a crash between the two leaves a mismatch the next run repairs
+    by certifying the stored key); a leaf whose key is kept gets only its certificate.
     """
     names = plan.names
     writes: list[Write] = []
@@ -358,7 +394,9 @@ def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Writ
             validity_days=props.validity_days,
             now=now,
             subject_alt_names=props.server_subject_alt_names if item is Item.SERVER else (),
+            key=item_plan.kept_key,
         )
-        writes.append(Write(names.key(item), to_stored(leaf.key_pem()), True))
+        if item_plan.kept_key is None:
+            writes.append(Write(names.key(item), to_stored(leaf.key_pem()), True))
         writes.append(Write(names.cert(item), to_stored(leaf.cert_pem()), False))
     return writes

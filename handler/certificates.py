@@ -214,9 +214,12 @@ class CertificateAuthority:
         validity_days: int,
         now: dt.datetime,
         subject_alt_names: Sequence[str] = (),
+        key: PrivateKey | None = None,
     ) -> Credential:
-        """A leaf for ``purpose`` with a fresh key, signed by this CA."""
-        key = algorithm.generate()
+        """A leaf for ``purpose`` signed by this CA: for ``key`` when given (a stored key whose
+        certificate was lost), else with a fresh key of ``algorithm``."""
+        if key is None:
+            key = algorithm.generate()
         not_before, not_after = _validity(now, validity_days)
         common_name = SERVER_COMMON_NAME if purpose is Purpose.SERVER else CLIENT_COMMON_NAME
         public_key = key.public_key()

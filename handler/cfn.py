@@ -14,6 +14,7 @@ We keep ``CfnResource``'s registration decorators and function wrapping, and rep
 
 from __future__ import annotations
 
+import contextvars
 import http.client
 import json
 import logging
@@ -61,22 +62,37 @@ def send_response(
     attempts: int = 4,
     timeout: float = 10.0,
     sleep: Callable[[float], None] | None = None,
+    deadline: float | None = None,
 ) -> bool:
     """PUT ``body`` to the presigned ``url``; True once a 2xx arrives.
 
-    Bounded: a URL that cannot be reached must not spin until the Lambda is killed.
+    Bounded: a URL that cannot be reached must not spin until the Lambda is killed. With a
+    ``deadline`` (a ``time.monotonic()`` value: the end of the Lambda's time), no attempt or
+    pause runs past it, so the invocation still ends on its own and logs why.
     """
     payload = json.dumps(body).encode("utf-8")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        log.error("the ResponseURL is not a URL: no response sent", extra={"url": "[unparsable]"})
+        return False
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     context = ssl.create_default_context(cafile=os.environ.get(RESPONSE_CA_BUNDLE_ENV) or None)
     for attempt in range(1, attempts + 1):
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
-        else:
-            connection = http.client.HTTPConnection(parts.netloc, timeout=timeout)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            log.error("no Lambda time left to deliver the response", extra={"attempt": attempt})
+            return False
+        per_try = timeout if left is None else max(min(timeout, left), 0.1)
+        connection: http.client.HTTPConnection | None = None
         try:
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    parts.netloc, timeout=per_try, context=context
+                )
+            else:
+                connection = http.client.HTTPConnection(parts.netloc, timeout=per_try)
             connection.request(
                 "PUT",
                 path or "/",
@@ -105,9 +121,14 @@ def send_response(
                 extra={"attempt": attempt, "http_status": status, "url": logs.url_for_logs(url)},
             )
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
         if attempt < attempts:
-            (sleep or time.sleep)(min(2.0 * attempt, 5.0))
+            pause = min(2.0 * attempt, 5.0)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                log.error("no Lambda time left to retry the response", extra={"attempt": attempt})
+                return False
+            (sleep or time.sleep)(pause)
     log.error("gave up delivering the response", extra={"attempts": attempts})
     return False
 
@@ -164,19 +185,28 @@ class CustomResource(CfnResource):
         self._lock = threading.Lock()
         self._responded = False
         self._event: Mapping[str, Any] = {}
+        self._failure_id = ""
+        self._deadline: float | None = None
         self.Status, self.Reason, self.PhysicalResourceId = SUCCESS, "", ""
         self.Data: dict[str, str] = {}
         self.NoEcho = False
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> None:
         """Run the registered function for the event's RequestType and answer once."""
+        if not isinstance(event, Mapping):
+            logs.bind()
+            log.error(
+                "the event is not a JSON object, so not a CloudFormation request; ignored",
+                extra={"event_type": type(event).__name__},
+            )
+            return
         logs.bind(
-            RequestId=str(event.get("RequestId", "")),
-            RequestType=str(event.get("RequestType", "")),
-            ResourceType=str(event.get("ResourceType", "")),
-            LogicalResourceId=str(event.get("LogicalResourceId", "")),
+            RequestId=str(event.get("RequestId", ""))[:100],
+            RequestType=str(event.get("RequestType", ""))[:100],
+            ResourceType=str(event.get("ResourceType", ""))[:100],
+            LogicalResourceId=str(event.get("LogicalResourceId", ""))[:100],
         )
-        if not event.get("ResponseURL"):
+        if not event.get("ResponseURL") or not isinstance(event.get("ResponseURL"), str):
             log.error("event has no ResponseURL: nothing can answer CloudFormation; ignored")
             return
         self._event = event
@@ -184,9 +214,11 @@ class CustomResource(CfnResource):
         self.Status, self.Reason, self.Data, self.NoEcho = SUCCESS, "", {}, False
         # Chosen before any work, so even a timeout or crash answers with a usable id: the
         # event's own on Update/Delete, a marker on Create that a rollback Delete ignores.
-        self.PhysicalResourceId = str(
-            event.get("PhysicalResourceId") or f"failed-{event.get('RequestId', 'unknown')}"
+        # Every FAILED answer carries it, whatever the function returned.
+        self._failure_id = str(
+            event.get("PhysicalResourceId") or f"failed-{event.get('RequestId') or 'unknown'}"
         )
+        self.PhysicalResourceId = self._failure_id
         log.info("request received")
         request_type = event.get("RequestType")
         function = {
@@ -205,6 +237,9 @@ class CustomResource(CfnResource):
             else:
                 self._run(function, event, context)
             self._send()
+        except Exception:  # our own bug must not leave the stack waiting for an hour
+            log.error("unexpected error while answering", exc_info=True)
+            self._send(FAILED, "Internal error in the custom resource: see its logs; retry.")
         finally:
             if self._timer:
                 self._timer.cancel()
@@ -221,8 +256,16 @@ class CustomResource(CfnResource):
             self.PhysicalResourceId = str(returned)
 
     def _start_timer(self, context: LambdaContext) -> None:
+        self._timer = None
+        self._deadline = None
         remaining = context.get_remaining_time_in_millis() / 1000.0
-        self._timer = threading.Timer(max(remaining - self._timeout_margin, 0.1), self._timeout)
+        # The response must be sent before the Lambda's end, with a little time to return.
+        self._deadline = time.monotonic() + remaining - 0.25
+        # The guard runs in the log context (RequestId, …) of this invocation.
+        run_in_context = contextvars.copy_context().run
+        self._timer = threading.Timer(
+            max(remaining - self._timeout_margin, 0.1), run_in_context, args=(self._timeout,)
+        )
         self._timer.daemon = True
         self._timer.start()
 
@@ -240,21 +283,27 @@ class CustomResource(CfnResource):
                 log.warning("a response was already sent for this request; not sending another")
                 return
             self._responded = True
+            status = status or self.Status
             body = response_body(
                 self._event,
-                status=status or self.Status,
-                physical_resource_id=self.PhysicalResourceId,
-                reason=reason if status else self.Reason,
-                data=self.Data if (status or self.Status) == SUCCESS else {},
+                status=status,
+                # A FAILED answer always carries the id chosen up front: on a Create, the marker
+                # a rollback Delete ignores, even when the guard fires just after the function
+                # returned the bundle's id, or the size guard turns a SUCCESS into FAILED.
+                physical_resource_id=self.PhysicalResourceId if status == SUCCESS else "",
+                reason=reason or self.Reason,
+                data=self.Data if status == SUCCESS else {},
                 no_echo=self.NoEcho,
             )
             if body["Status"] == FAILED:
+                body["PhysicalResourceId"] = self._failure_id
+                body["Data"] = {}
                 log.warning("answering FAILED", extra={"reason": body["Reason"]})
             send_response_ = send_response or self.send_response
             send_response_(str(self._event["ResponseURL"]), body)
 
     def send_response(self, url: str, body: Mapping[str, Any]) -> bool:
-        return send_response(url, body, attempts=self._response_attempts)
+        return send_response(url, body, attempts=self._response_attempts, deadline=self._deadline)
 
     def answered(self) -> bool:
         """Whether this invocation's one response has gone (the timeout guard may send it)."""

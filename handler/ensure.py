@@ -32,10 +32,6 @@ class NotConverged(RuntimeError):
     """Concurrent writers kept changing the bundle for every round we allowed."""
 
 
-class Stopped(RuntimeError):
-    """The caller withdrew (it already answered, e.g. at the Lambda deadline): write no more."""
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What an ensure did and the bundle it left."""
@@ -69,7 +65,7 @@ def ensure(
         current = plan(values, props, rotate=rotate, now=now)
         plans.append(current)
         if current.remove_version_track:
-            removed += len(store.delete([names.version_track]))
+            removed += len(store.delete([names.version_track], should_stop=should_stop))
         if not current.writes_anything:
             ca_value = values[names.cert(Item.CA)]
             return Outcome(
@@ -84,14 +80,13 @@ def ensure(
         _log_plan(current)
         try:
             for write in issue(current, props, now):
-                if should_stop():
-                    raise Stopped(f"stopped before writing {write.name}")
                 store.put(
                     write.name,
                     write.value,
                     secure=write.secure,
                     kms_key_id=props.kms_key_id,
                     overwrite=write.name in stored,
+                    should_stop=should_stop,
                 )
                 written += 1
                 action = action or current.action

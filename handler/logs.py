@@ -23,6 +23,13 @@ _BASE64_PEM = re.compile(r"(LS0tLS1CRUdJT|0tLS0tQkVHSU|tLS0tLUJFR0lO)[A-Za-z0-9+
 # run is no business of a log line either.
 _LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")
 _URL_QUERY = re.compile(r"(https?://[^\s?\"'<>]+)\?[^\s\"'<>]*")
+# botocore at DEBUG logs each request's headers and its SigV4 canonical request: the session
+# token and the signature would let a log reader replay a GetParameters (and read the keys)
+# for minutes. Header values are cut to the end of their quoted or line-delimited value.
+_CREDENTIAL_HEADER = re.compile(
+    r"(?i)((?:x-amz-security-token|authorization)[\"']?\s*[:=]\s*b?[\"']?)[^\"'\n]+"
+)
+_SIGNATURE = re.compile(r"(?i)(signature\s*[:=]\s*)[0-9a-f]{64}")
 
 REDACTED = "[redacted]"
 
@@ -37,6 +44,8 @@ def redact(text: str) -> str:
     text = _PEM.sub(REDACTED, text)
     text = _BASE64_PEM.sub(REDACTED, text)
     text = _LONG_BASE64.sub(REDACTED, text)
+    text = _CREDENTIAL_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _SIGNATURE.sub(lambda m: m.group(1) + REDACTED, text)
     return _URL_QUERY.sub(lambda m: f"{m.group(1)}?{REDACTED}", text)
 
 

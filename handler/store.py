@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from handler.logs import redact
+
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
@@ -39,6 +41,14 @@ class StoreError(Exception):
 
 class ParameterConflict(StoreError):
     """A create-if-absent write found the parameter already there (a concurrent writer)."""
+
+
+class Stopped(RuntimeError):
+    """The caller withdrew (it already answered, e.g. at the Lambda deadline): write no more."""
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,12 @@ def default_client() -> SSMClient:
 
 
 def _error(operation: str, error: Exception) -> StoreError:
+    # The detail becomes a CloudFormation Reason and a log line: a service message that
+    # echoes the request (a validation error quoting the value) must not carry a key out.
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
-        return StoreError(operation, info.get("Code", "Unknown"), info.get("Message", ""))
-    return StoreError(operation, type(error).__name__, str(error))
+        return StoreError(operation, info.get("Code", "Unknown"), redact(info.get("Message", "")))
+    return StoreError(operation, type(error).__name__, redact(str(error)))
 
 
 class ParameterStore:
@@ -108,9 +120,20 @@ class ParameterStore:
         return found
 
     def put(
-        self, name: str, value: str, *, secure: bool, kms_key_id: str | None, overwrite: bool
+        self,
+        name: str,
+        value: str,
+        *,
+        secure: bool,
+        kms_key_id: str | None,
+        overwrite: bool,
+        should_stop: Callable[[], bool] = _never,
     ) -> int:
-        """Store ``value``; create-if-absent unless ``overwrite``. Returns the new version."""
+        """Store ``value``; create-if-absent unless ``overwrite``. Returns the new version.
+
+        ``should_stop`` is asked before every attempt: once it says yes (the request was
+        already answered), :class:`Stopped` is raised instead of writing.
+        """
         if len(value) > ADVANCED_LIMIT:
             raise StoreError("PutParameter", "ValueTooLarge", f"{name} exceeds {ADVANCED_LIMIT}")
         request: dict[str, Any] = {
@@ -123,9 +146,12 @@ class ParameterStore:
         }
         if secure and kms_key_id:
             request["KeyId"] = kms_key_id
+        client = self.client  # created (slow on a cold start) before the last look
         for attempt in range(TOO_MANY_UPDATES_ATTEMPTS):
+            if should_stop():
+                raise Stopped(f"stopped before writing {name}")
             try:
-                return int(self.client.put_parameter(**request)["Version"])
+                return int(client.put_parameter(**request)["Version"])
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ParameterAlreadyExists" and not overwrite:
@@ -138,13 +164,21 @@ class ParameterStore:
                 raise _error("PutParameter", error) from error
         raise AssertionError("unreachable")
 
-    def delete(self, names: Sequence[str]) -> list[str]:
-        """Remove the named parameters; ones already gone are not an error. Returns removed."""
+    def delete(
+        self, names: Sequence[str], *, should_stop: Callable[[], bool] = _never
+    ) -> list[str]:
+        """Remove the named parameters; ones already gone are not an error. Returns removed.
+
+        Like :meth:`put`, raises :class:`Stopped` instead of deleting once ``should_stop``.
+        """
         removed: list[str] = []
+        client = self.client  # created (slow on a cold start) before the last look
         for start in range(0, len(names), GET_PARAMETERS_BATCH):
             batch = list(names[start : start + GET_PARAMETERS_BATCH])
+            if should_stop():
+                raise Stopped(f"stopped before deleting {', '.join(batch)}")
             try:
-                response = self.client.delete_parameters(Names=batch)
+                response = client.delete_parameters(Names=batch)
             except (ClientError, BotoCoreError) as error:
                 raise _error("DeleteParameters", error) from error
             removed.extend(response.get("DeletedParameters", []))

@@ -181,7 +181,12 @@ def test_a_bad_leaf_is_reissued_alone_under_the_kept_ca(
     assert outcome.action is Action.RENEWED
     after = ssm_versions(ssm, ALL)
     changed = {name for name in after if after[name] != before.get(name)}
-    assert changed == {NAMES.cert(item), NAMES.key(item)}
+    if how in ("missing-cert", "undecodable"):
+        # Only the certificate was lost: the stored key is certified again (one write), which
+        # is also what lets concurrent repairs converge.
+        assert changed == {NAMES.cert(item)}
+    else:
+        assert changed == {NAMES.cert(item), NAMES.key(item)}
     assert fingerprint(outcome.ca_cert) == fingerprint(first.ca_cert)
     values = _values(ssm)
     leaf = certificate_from_stored(values[NAMES.cert(item)])
@@ -400,3 +405,4 @@ def test_a_leaf_stored_in_the_ca_slot_is_repaired_from_the_ca_key(
     assert {n for n in after if after[n] != before[n]} == {NAMES.cert(Item.CA)}
     client = certificate_from_stored(values[NAMES.cert(Item.CLIENT)])
     assert signed_by(client, outcome.ca_cert)
+
