@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -235,3 +236,66 @@ def test_unreadable_certificates_say_why() -> None:
     two = certificate_pem(_ca().cert) * 2
     with pytest.raises(Unreadable, match="more than one"):
         certificate_from_stored(to_stored(two))
+
+
+def _corrupted_rsa_pem(corrupt: Callable[[rsa.RSAPrivateNumbers], dict[str, int]]) -> bytes:
+    """A PKCS#1 PEM of an RSA-2048 key with some numbers altered (storage corruption)."""
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    values = {
+        "p": numbers.p,
+        "q": numbers.q,
+        "d": numbers.d,
+        "dmp1": numbers.dmp1,
+        "dmq1": numbers.dmq1,
+        "iqmp": numbers.iqmp,
+        "e": numbers.public_numbers.e,
+        "n": numbers.public_numbers.n,
+    }
+    values.update(corrupt(numbers))
+    # PKCS#1 RSAPrivateKey, DER-encoded by hand: cryptography refuses to build some of these.
+    fields = [0, *(values[k] for k in ("n", "e", "d", "p", "q", "dmp1", "dmq1", "iqmp"))]
+    der = _der(0x30, b"".join(_der(0x02, _der_int(v)) for v in fields))
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    text = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *lines, "-----END RSA PRIVATE KEY-----"])
+    return (text + "\n").encode()
+
+
+def _der_int(value: int) -> bytes:
+    return value.to_bytes(value.bit_length() // 8 + 1, "big")
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda n: {"d": n.d + 2},
+        lambda n: {"dmp1": n.dmp1 ^ 4},
+        lambda n: {"dmq1": n.dmq1 + 2},
+        lambda n: {"iqmp": n.iqmp + 1},
+        lambda n: {"p": n.p + 2},
+        lambda n: {"q": n.p, "p": n.q},  # swapped factors: iqmp no longer fits
+        lambda n: {"n": n.public_numbers.n + 2},
+        lambda n: {"e": 3},
+        lambda n: {"e": 65538},
+    ],
+)
+def test_inconsistent_rsa_keys_are_unreadable(
+    corrupt: Callable[[rsa.RSAPrivateNumbers], dict[str, int]],
+) -> None:
+    with pytest.raises(Unreadable, match="not a readable private key"):
+        private_key_from_stored(to_stored(_corrupted_rsa_pem(corrupt)))
+
+
+def test_an_unaltered_hand_encoded_rsa_key_reads() -> None:
+    # Guards the corruption tests above: their encoder makes a key OpenSSL accepts.
+    assert isinstance(
+        private_key_from_stored(to_stored(_corrupted_rsa_pem(lambda n: {}))), rsa.RSAPrivateKey
+    )

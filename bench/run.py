@@ -1,0 +1,865 @@
+"""What each request costs: SSM calls, latency, cold start, memory, artifact size.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/run.py``). Prints markdown tables and
+rewrites the generated part of ``docs/BENCHMARKS.md`` (between the ``bench:begin``/``bench:end``
+markers; the hand-written notes around them are kept).
+
+Everything runs against in-memory moto with fake credentials: it never talks to AWS. The
+handler is measured as shipped: the script only wraps functions from the outside (to split
+the time into parse, verify and SSM) and replaces the CloudFormation response sender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import io
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
+RESPONSE_URL = "https://cloudformation-custom-resource-response.example/r?X-Amz-Signature=s"
+
+
+def _fake_aws_env() -> None:
+    """Fake credentials and a region: nothing here may reach a real account."""
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"):
+        os.environ.pop(key, None)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        LOG_LEVEL="INFO",
+    )
+
+
+_fake_aws_env()
+sys.path.insert(0, str(ROOT))
+# The handler logs at INFO as in Lambda; formatting and redaction are part of its cost, the
+# terminal is not: the root handler writes to /dev/null (handler.logs.setup formats it).
+logging.getLogger().addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from devkit.events import LambdaContext, event  # noqa: E402
+from handler import app, bundle, certificates, ensure  # noqa: E402
+from handler.store import ParameterStore  # noqa: E402
+
+# --------------------------------------------------------------------------- helpers
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p90(values: list[float]) -> float:
+    return (
+        statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    openssl = subprocess.run(
+        ["openssl", "version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in ("cryptography", "boto3", "botocore", "crhelper", "moto")
+    )
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} CPUs",
+        "python": f"CPython {platform.python_version()} ({platform.machine()})",
+        "libraries": versions,
+        "openssl": openssl or "not found",
+    }
+
+
+class Timers:
+    """Accumulated wall time per label, for functions wrapped from the outside."""
+
+    def __init__(self) -> None:
+        self.spent: defaultdict[str, float] = defaultdict(float)
+
+    def reset(self) -> None:
+        self.spent.clear()
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.spent[label] += time.perf_counter() - start
+
+        setattr(owner, name, timed)
+
+
+class Harness:
+    """lambda_handler against one in-memory moto SSM, responses captured, calls counted."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("ssm", region_name="us-east-1")
+        self.calls: Counter[str] = Counter()
+        self.client.meta.events.register("before-call.ssm", self._count)
+        self.store = ParameterStore(self.client, sleep=lambda _: None)
+        self.timers = Timers()
+        self.sent: list[Any] = []
+        app.store = self.store
+        app.helper.send_response = self._record  # type: ignore[method-assign]
+        t = self.timers
+        t.wrap(self.store, "read", "ssm")
+        t.wrap(self.store, "put", "ssm")
+        t.wrap(self.store, "delete", "ssm")
+        t.wrap(ensure, "plan", "plan")
+        t.wrap(ensure, "issue", "issue")
+        t.wrap(bundle, "certificate_from_stored", "parse")
+        t.wrap(bundle, "private_key_from_stored", "parse")
+        t.wrap(ensure, "certificate_from_stored", "reparse")  # ensure's own, after plan
+        t.wrap(certificates.KeyAlgorithm, "generate", "keygen")
+
+    def _record(self, url: str, body: Any) -> bool:
+        self.sent.append(body)
+        return True
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def invoke(
+        self,
+        request_type: str,
+        properties: dict[str, Any],
+        *,
+        physical_id: str | None = None,
+        old_properties: dict[str, Any] | None = None,
+        resource_type: str = app.GENERATOR,
+    ) -> tuple[dict[str, Any], float]:
+        body = event(
+            request_type,
+            resource_type,
+            "DockerTLS",
+            properties,
+            response_url=RESPONSE_URL,
+            physical_id=physical_id,
+            old_properties=old_properties,
+        )
+        self.sent.clear()
+        self.calls.clear()
+        self.timers.reset()
+        context = LambdaContext()
+        start = time.perf_counter()
+        app.lambda_handler(body, context)
+        elapsed = time.perf_counter() - start
+        if len(self.sent) != 1 or self.sent[0]["Status"] != "SUCCESS":
+            raise RuntimeError(f"{request_type} did not succeed: {self.sent}")
+        return self.sent[0], elapsed
+
+
+_racks = iter(range(1_000_000))
+
+
+def new_rack() -> str:
+    return f"bench-{os.getpid()}-{next(_racks)}"
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def ssm_calls(h: Harness) -> tuple[str, dict[str, Any]]:
+    rack = new_rack()
+    props = {"Rack": rack}
+    pid = bundle.rack_prefix(rack)
+    rows: list[list[Any]] = []
+    result: dict[str, Any] = {}
+
+    def record(label: str, body: dict[str, Any]) -> None:
+        calls = dict(h.calls)
+        reads = sum(n for op, n in calls.items() if op.startswith("Get"))
+        writes = sum(n for op, n in calls.items() if not op.startswith("Get"))
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
+        rows.append([label, body.get("Data", {}).get("Action", "-"), reads, writes, ops])
+        result[label] = {"reads": reads, "writes": writes, "calls": calls}
+
+    body, _ = h.invoke("Create", props)
+    record("Create, empty store", body)
+    body, _ = h.invoke("Update", props, physical_id=pid, old_properties=props)
+    record("Update, reuse", body)
+    changed = {**props, "ServerSubjectAltNames": "localhost,127.0.0.1,docker.internal"}
+    body, _ = h.invoke("Update", changed, physical_id=pid, old_properties=props)
+    record("Update, one leaf reissued (server SANs changed)", body)
+    getter = {"Rack": rack, "ParameterKey": f"{pid}-docker-tls-ca-cert"}
+    body, _ = h.invoke("Create", getter, resource_type=app.GETTER)
+    record("Getter Create (CA certificate)", body)
+    body, _ = h.invoke("Delete", changed, physical_id=pid)
+    record("Delete", body)
+    text = table(["request", "Action", "read calls", "write calls", "by operation"], rows)
+    return text, result
+
+
+def _reuse_series(h: Harness, runs: int, algorithm: str) -> dict[str, list[float]]:
+    rack = new_rack()
+    props = {"Rack": rack, "KeyAlgorithm": algorithm}
+    pid = bundle.rack_prefix(rack)
+    h.invoke("Create", props)
+    for _ in range(3):  # warm-up
+        h.invoke("Update", props, physical_id=pid, old_properties=props)
+    series: defaultdict[str, list[float]] = defaultdict(list)
+    for _ in range(runs):
+        body, total = h.invoke("Update", props, physical_id=pid, old_properties=props)
+        assert body["Data"]["Action"] == "reused"
+        spent = h.timers.spent
+        series["total (with moto)"].append(total)
+        series["handler compute (total - SSM)"].append(total - spent["ssm"])
+        series["SSM calls (moto in-process, botocore included)"].append(spent["ssm"])
+        series["parse: base64 + PEM + X.509/key load"].append(spent["parse"] + spent["reparse"])
+        series["verify: keys match, signatures, EKU, expiry, SANs"].append(
+            spent["plan"] - spent["parse"]
+        )
+        series["other: properties, crhelper, response, logs"].append(
+            total - spent["ssm"] - spent["plan"] - spent["reparse"]
+        )
+    return series
+
+
+def reuse_latency(h: Harness, runs: int) -> tuple[str, dict[str, float]]:
+    series = _reuse_series(h, runs, "RSA-2048")
+    rows = [[name, ms(median(v)), ms(p90(v))] for name, v in series.items()]
+    text = table([f"Update-reuse, RSA-2048, n={runs}", "median ms", "p90 ms"], rows)
+    compute = "handler compute (total - SSM)"
+    others = []
+    for algorithm in ALGORITHMS:
+        more = series if algorithm == "RSA-2048" else _reuse_series(h, 20, algorithm)
+        others.append(
+            [
+                algorithm,
+                len(more[compute]),
+                ms(median(more["total (with moto)"])),
+                ms(median(more[compute])),
+                ms(p90(more[compute])),
+                ms(median(more["parse: base64 + PEM + X.509/key load"])),
+            ]
+        )
+    text += "\n\n" + table(
+        ["Update-reuse per KeyAlgorithm", "n", "total ms", "compute ms", "compute p90", "parse ms"],
+        others,
+    )
+    return text, {name: median(v) for name, v in series.items()}
+
+
+def create_latency(h: Harness, algorithm: str, runs: int) -> list[tuple[float, float]]:
+    """(total, key generation) per Create on an empty store."""
+    samples = []
+    for _ in range(runs):
+        samples.append(create_once(h, algorithm))
+    return samples
+
+
+def create_once(h: Harness, algorithm: str) -> tuple[float, float]:
+    props = {"Rack": new_rack(), "KeyAlgorithm": algorithm}
+    body, total = h.invoke("Create", props)
+    assert body["Data"]["Action"] == "created"
+    return total, h.timers.spent["keygen"]
+
+
+OPENSSL_RECIPE = [
+    # Docker docs, "Protect the Docker daemon socket", with RSA-2048 and 36500 days, no
+    # passphrase (genrsa without -aes256) and -subj instead of the interactive prompts.
+    "openssl genrsa -out ca-key.pem 2048",
+    "openssl req -new -x509 -days 36500 -key ca-key.pem -sha256 -out ca.pem "
+    "-subj /CN=docker-tls-CA",
+    "openssl genrsa -out server-key.pem 2048",
+    "openssl req -subj /CN=localhost -sha256 -new -key server-key.pem -out server.csr",
+    "openssl x509 -req -days 36500 -sha256 -in server.csr -CA ca.pem -CAkey ca-key.pem "
+    "-CAcreateserial -out server-cert.pem -extfile extfile.cnf",
+    "openssl genrsa -out key.pem 2048",
+    "openssl req -subj /CN=client -new -key key.pem -out client.csr",
+    "openssl x509 -req -days 36500 -sha256 -in client.csr -CA ca.pem -CAkey ca-key.pem "
+    "-CAcreateserial -out cert.pem -extfile extfile-client.cnf",
+]
+
+
+def openssl_once(verify: bool = False) -> tuple[float, float]:
+    """(whole recipe, its three genrsa commands) in seconds."""
+    genrsa = 0.0
+    with tempfile.TemporaryDirectory(prefix="bench-openssl-") as tmp:
+        start = time.perf_counter()
+        Path(tmp, "extfile.cnf").write_text(
+            "subjectAltName = DNS:localhost,IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"
+        )
+        Path(tmp, "extfile-client.cnf").write_text("extendedKeyUsage = clientAuth\n")
+        for command in OPENSSL_RECIPE:
+            began = time.perf_counter()
+            subprocess.run(command.split(), cwd=tmp, check=True, capture_output=True)
+            if " genrsa " in command:
+                genrsa += time.perf_counter() - began
+        elapsed = time.perf_counter() - start
+        if verify:
+            for cert in ("server-cert.pem", "cert.pem"):
+                subprocess.run(
+                    ["openssl", "verify", "-CAfile", "ca.pem", cert],
+                    cwd=tmp,
+                    check=True,
+                    capture_output=True,
+                )
+        return elapsed, genrsa
+
+
+def creates_vs_openssl(h: Harness, runs: int, openssl_runs: int) -> tuple[str, str, dict[str, Any]]:
+    openssl_once(verify=True)  # the recipe works (and warms the page cache)
+    create_once(h, "RSA-2048")
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
+    for i in range(max(runs, openssl_runs)):  # interleaved: both sides share the noise
+        if i < runs:
+            ours.append(create_once(h, "RSA-2048"))
+        if i < openssl_runs:
+            theirs.append(openssl_once())
+    samples = {"RSA-2048": ours}
+    for algorithm in ALGORITHMS[1:]:
+        samples[algorithm] = create_latency(h, algorithm, runs)
+    rows = []
+    result: dict[str, Any] = {}
+    for algorithm, pairs in samples.items():
+        totals = [t for t, _ in pairs]
+        keygen = [k for _, k in pairs]
+        share = median([k / t for t, k in pairs])
+        rows.append(
+            [
+                algorithm,
+                len(pairs),
+                ms(median(totals)),
+                ms(p90(totals)),
+                ms(median(keygen)),
+                f"{share * 100:.0f} %",
+            ]
+        )
+        result[algorithm] = {"median": median(totals), "keygen_share": share}
+    create_table = table(
+        ["Create (empty store)", "n", "median ms", "p90 ms", "keygen median ms", "keygen share"],
+        rows,
+    )
+    our_totals = [t for t, _ in ours]
+    their_totals = [t for t, _ in theirs]
+    ratio = median(their_totals) / median(our_totals)
+    compare = table(
+        ["RSA-2048 CA + server + client", "n", "median ms", "p90 ms", "of which keygen ms"],
+        [
+            ["docker-tls Create, in-process (3 keys, 3 certs, 6 SSM writes, verify re-read)",
+             len(ours), ms(median(our_totals)), ms(p90(our_totals)),
+             ms(median([k for _, k in ours]))],
+            ["OpenSSL CLI recipe from Docker's docs (8 openssl processes)",
+             len(theirs), ms(median(their_totals)), ms(p90(their_totals)),
+             ms(median([k for _, k in theirs])) + " (3 x genrsa, process included)"],
+        ],
+    )  # fmt: skip
+    compare += f"\n\nOpenSSL recipe / docker-tls Create (medians): **{ratio:.1f}x**"
+    result["openssl_ratio"] = ratio
+    return create_table, compare, result
+
+
+# Each snippet prints the seconds its imports took, measured inside a fresh interpreter.
+_IMPORT_SNIPPETS = {
+    "bare": "import boto3, cryptography.x509",
+    "app": "import handler.app",
+    "app_after": "import boto3, cryptography.x509\n_m = time.perf_counter()\nimport handler.app",
+}
+_IMPORT_WRAPPER = """
+import time
+_t = time.perf_counter()
+_m = _t
+{code}
+_e = time.perf_counter()
+import json, sys
+import botocore.client
+print(json.dumps({{"total": _e - _t, "own": _e - _m, "modules": len(sys.modules)}}))
+"""
+
+_COUNT_CLIENTS = """
+import botocore.client, json
+made = []
+original = botocore.client.ClientCreator.create_client
+def counting(self, service_name, *a, **k):
+    made.append(service_name)
+    return original(self, service_name, *a, **k)
+botocore.client.ClientCreator.create_client = counting
+import handler.app
+print(json.dumps({"clients": made, "store_client": handler.app.store._client is not None}))
+"""
+
+
+def _subprocess_env(
+    pycache: Path | None, write_bytecode: bool, path: Path = ROOT
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(path)
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if not write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _python(code: str, env: dict[str, str], *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code],
+        cwd=env["PYTHONPATH"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def _artifact_layout(target: Path) -> None:
+    """handler/ and the libraries the artifact bundles, copied from this environment, no .pyc."""
+    import cffi  # type: ignore[import-untyped]
+    import crhelper
+    import cryptography
+    import pycparser  # type: ignore[import-untyped]
+
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "handler", target / "handler", ignore=skip)
+    for module in (cffi, crhelper, cryptography, pycparser):
+        source = Path(module.__file__ or "").parent
+        shutil.copytree(source, target / source.name, ignore=skip)
+    for backend in Path(cffi.__file__ or "").parent.parent.glob("_cffi_backend*"):
+        shutil.copy2(backend, target / backend.name)
+
+
+def cold_start(runs: int) -> tuple[str, dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-pyc-") as tmp:
+        cached = _subprocess_env(Path(tmp, "cached"), write_bytecode=True)
+        # handler/ alone without .pyc, then everything the artifact bundles without .pyc, as
+        # scripts/build_artifact.sh ships it: compiled at every cold start, since Lambda's
+        # /var/task is read-only (boto3 keeps its bytecode, as in the runtime).
+        shutil.copytree(
+            ROOT / "handler", Path(tmp, "src", "handler"), ignore=shutil.ignore_patterns("*.pyc")
+        )
+        source_only = _subprocess_env(None, write_bytecode=False, path=Path(tmp, "src"))
+        _artifact_layout(Path(tmp, "artifact"))
+        artifact_like = _subprocess_env(None, write_bytecode=False, path=Path(tmp, "artifact"))
+        variants = {
+            "bare `import boto3, cryptography.x509`": ("bare", cached),
+            "`import handler.app` (bytecode cached)": ("app", cached),
+            "`import handler.app`, handler/ without .pyc": ("app", source_only),
+            "`import handler.app`, handler/ + bundled libraries without .pyc (the artifact)": (
+                "app",
+                artifact_like,
+            ),
+            "handler.app imported after boto3 + x509 (our modules alone)": ("app_after", cached),
+        }
+        for _ in range(2):  # write the bytecode caches, warm the page cache
+            for snippet, env in variants.values():
+                _python(_IMPORT_WRAPPER.format(code=_IMPORT_SNIPPETS[snippet]), env)
+        samples: defaultdict[str, list[dict[str, float]]] = defaultdict(list)
+        for _ in range(runs):  # interleaved
+            for label, (snippet, env) in variants.items():
+                started = time.perf_counter()
+                out = _python(_IMPORT_WRAPPER.format(code=_IMPORT_SNIPPETS[snippet]), env)
+                sample = json.loads(out.stdout)
+                sample["wall"] = time.perf_counter() - started
+                samples[label].append(sample)
+        clients = json.loads(_python(_COUNT_CLIENTS, cached).stdout)
+        importtimes = [
+            _python(
+                "import boto3, cryptography.x509; import handler.app", cached, "-X", "importtime"
+            ).stderr
+            for _ in range(5)
+        ]
+    labels = list(variants)
+    bare_runs = [s["total"] for s in samples[labels[0]]]
+
+    def paired(label: str) -> float:
+        # Median of per-round differences: each round ran every variant back to back.
+        return median([s["total"] - b for s, b in zip(samples[label], bare_runs, strict=True)])
+
+    rows = []
+    for label in labels:
+        totals = [s["total"] for s in samples[label]]
+        walls = [s["wall"] for s in samples[label]]
+        own = [s["own"] for s in samples[label]] if label == labels[-1] else None
+        rows.append(
+            [
+                label,
+                len(totals),
+                ms(median(totals)),
+                ms(median(walls)),
+                f"{paired(label) * 1000:+.1f}" if label != labels[0] else "-",
+                ms(median(own)) if own else "",
+            ]
+        )
+    text = table(
+        [
+            "cold start",
+            "n",
+            "import median ms",
+            "process wall median ms",
+            "vs bare ms (median of paired differences)",
+            "handler modules alone ms",
+        ],
+        rows,
+    )
+    ours = _importtime_ours(importtimes)
+    text += "\n\n`python -X importtime` after boto3 + x509 are loaded (median of 5, µs):\n\n"
+    text += table(["module", "self µs", "cumulative µs"], [[m, s, c] for m, s, c in ours[:10]])
+    made = clients["clients"]
+    text += (
+        f"\n\nboto3/botocore clients created by `import handler.app`: **{len(made)}**"
+        f"{' (' + ', '.join(made) + ')' if made else ''}; module-level store client created: "
+        f"{clients['store_client']}"
+    )
+    result = {
+        "overhead": paired(labels[1]),
+        "overhead_handler_no_pyc": paired(labels[2]),
+        "overhead_artifact_no_pyc": paired(labels[3]),
+        "own_modules": median([s["own"] for s in samples[labels[-1]]]),
+        "clients": len(made),
+    }
+    return text, result
+
+
+def _importtime_ours(runs: list[str]) -> list[tuple[str, int, int]]:
+    """Our modules (and crhelper) in ``-X importtime`` output: median self and cumulative µs."""
+    found: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+    for stderr in runs:
+        for line in stderr.splitlines():
+            match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s+(\S+)", line)
+            if match and match.group(3).startswith(("handler", "crhelper")):
+                found[match.group(3)].append((int(match.group(1)), int(match.group(2))))
+    rows = [
+        (name, int(median([a for a, _ in v])), int(median([b for _, b in v])))
+        for name, v in found.items()
+    ]
+    return sorted(rows, key=lambda r: -r[2])
+
+
+# Peak RSS of this process: VmHWM, because ru_maxrss carries the forking parent's peak across
+# exec (Linux keeps the larger of the two), which would report the benchmark's own size.
+_PEAK = """
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1]
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"maxrss_kb": maxrss, "hwm_kb": int(hwm)}))
+"""
+
+_MEMORY = """
+import os, resource, json, logging, sys
+logging.getLogger().addHandler(logging.StreamHandler(open(os.devnull, "w")))
+mode, algorithm = sys.argv[1], sys.argv[2]
+from moto import mock_aws
+with mock_aws():
+    if mode == "moto-ssm":  # moto's SSM backend loaded and answering, no handler
+        import boto3
+        boto3.client("ssm", region_name="us-east-1").get_parameters(Names=["absent"])
+    if mode == "create":
+        import boto3
+        from devkit.events import LambdaContext, event
+        from handler import app
+        from handler.store import ParameterStore
+        app.store = ParameterStore(boto3.client("ssm", region_name="us-east-1"))
+        sent = []
+        app.helper.send_response = lambda url, body: sent.append(body) or True
+        props = {"Rack": "memory", "KeyAlgorithm": algorithm}
+        app.lambda_handler(event("Create", app.GENERATOR, "DockerTLS", props,
+                                 response_url="https://example/r"), LambdaContext())
+        assert sent[0]["Status"] == "SUCCESS", sent
+"""
+
+# Lambda-like: no moto at all; the SSM client is a dict behind the same method names.
+_MEMORY_NO_MOTO = """
+import os, resource, json, logging, sys
+logging.getLogger().addHandler(logging.StreamHandler(open(os.devnull, "w")))
+algorithm = sys.argv[1]
+from devkit.events import LambdaContext, event
+from handler import app, store
+store.default_client()  # what the real client costs, though the calls go to a dict
+class DictSSM:
+    def __init__(self): self.values = {}
+    def get_parameters(self, Names, WithDecryption):
+        return {"Parameters": [dict(Name=n, Value=v[0], Type=v[1], Version=1)
+                               for n, v in self.values.items() if n in Names]}
+    def put_parameter(self, Name, Value, Type, Overwrite, Tier, KeyId=None):
+        self.values[Name] = (Value, Type); return {"Version": 1}
+    def delete_parameters(self, Names):
+        return {"DeletedParameters": [n for n in Names if self.values.pop(n, None)]}
+app.store = store.ParameterStore(DictSSM())
+sent = []
+app.helper.send_response = lambda url, body: sent.append(body) or True
+props = {"Rack": "memory", "KeyAlgorithm": algorithm}
+app.lambda_handler(event("Create", app.GENERATOR, "DockerTLS", props,
+                         response_url="https://example/r"), LambdaContext())
+assert sent[0]["Status"] == "SUCCESS", sent
+"""
+
+
+def memory() -> tuple[str, dict[str, float]]:
+    env = _subprocess_env(None, write_bytecode=False)
+
+    def peak(code: str, *args: str) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", code + _PEAK, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(json.loads(out.stdout)["hwm_kb"]) / 1024
+
+    bare = peak(_MEMORY, "baseline", "-")
+    baseline = peak(_MEMORY, "moto-ssm", "-")
+    rows = [
+        ["`import moto` + `mock_aws()`, nothing else", f"{bare:.1f}", ""],
+        ["moto with its SSM backend loaded (one GetParameters), no handler", f"{baseline:.1f}",
+         "(moto's share)"],
+    ]  # fmt: skip
+    result = {"moto_baseline": baseline}
+    for algorithm in ("RSA-2048", "RSA-4096"):
+        full = peak(_MEMORY, "create", algorithm)
+        rows.append(
+            [f"full Create {algorithm} against moto", f"{full:.1f}", f"{full - baseline:+.1f}"]
+        )
+        lean = peak(_MEMORY_NO_MOTO, algorithm)
+        rows.append(
+            [f"full Create {algorithm}, no moto (dict SSM, real boto3 client made)",
+             f"{lean:.1f}", "(the handler alone)"]
+        )  # fmt: skip
+        result[algorithm] = full
+        result[f"{algorithm} no moto"] = lean
+    return table(["fresh process", "peak RSS (VmHWM) MB", "over moto's share MB"], rows), result
+
+
+def artifact() -> tuple[str, dict[str, float]]:
+    script = ROOT / "scripts" / "build_artifact.sh"
+    with tempfile.TemporaryDirectory(prefix="bench-artifact-") as tmp:
+        target = Path(tmp, "package")
+        if script.exists():
+            how = "scripts/build_artifact.sh DIR"
+            out = subprocess.run(
+                ["bash", str(script), str(target)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHON": sys.executable},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if out.returncode != 0:
+                return f"scripts/build_artifact.sh failed:\n\n```\n{out.stderr[-2000:]}\n```", {}
+        else:
+            how = (
+                "pip install --platform manylinux2014_aarch64 --implementation cp "
+                "--python-version 3.13 --only-binary=:all: --no-compile --target DIR "
+                "crhelper cryptography; cp -r handler DIR"
+            )
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run(
+                [*pip, "--platform", "manylinux2014_aarch64", "--implementation", "cp",
+                 "--python-version", "3.13", "--only-binary=:all:", "--no-compile",
+                 "--target", str(target), "crhelper", "cryptography"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            shutil.copytree(
+                ROOT / "handler", target / "handler", ignore=shutil.ignore_patterns("__pycache__")
+            )
+        archive = Path(tmp, "function.zip")
+        unzipped = handler_bytes = 0
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            for path in sorted(target.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(target))
+                    unzipped += path.stat().st_size
+                    if path.relative_to(target).parts[0] == "handler":
+                        handler_bytes += path.stat().st_size
+        zipped = archive.stat().st_size
+        top = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info"))
+    mb = 1024 * 1024
+    text = table(
+        ["artifact (arm64, Python 3.13, no boto3)", "size"],
+        [
+            ["zipped (deflate -9)", f"{zipped / mb:.2f} MB"],
+            ["unzipped", f"{unzipped / mb:.2f} MB"],
+            ["of which handler/", f"{handler_bytes / 1024:.0f} KB"],
+        ],
+    )
+    text += f"\n\nBuilt with `{how}`; top level: {', '.join(top)}"
+    return text, {"zipped": zipped / mb, "unzipped": unzipped / mb}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def targets(r: dict[str, Any]) -> str:
+    reuse_calls = r["calls"]["Update, reuse"]
+    rows = [
+        [
+            "Update-reuse SSM calls",
+            "1 read, 0 writes",
+            f"{reuse_calls['reads']} read, {reuse_calls['writes']} writes",
+            reuse_calls["reads"] == 1 and reuse_calls["writes"] == 0,
+        ],
+        [
+            "Update-reuse handler compute, RSA-2048 (median)",
+            "≤ 10 ms",
+            f"{r['reuse']['handler compute (total - SSM)'] * 1000:.1f} ms",
+            r["reuse"]["handler compute (total - SSM)"] <= 0.010,
+        ],
+        [
+            "OpenSSL recipe / our Create, RSA-2048",
+            "≥ 4x",
+            f"{r['create']['openssl_ratio']:.1f}x",
+            r["create"]["openssl_ratio"] >= 4,
+        ],
+        [
+            "cold-start overhead over bare boto3 + x509",
+            "≤ 20 ms",
+            f"{r['cold']['overhead'] * 1000:.1f} ms "
+            f"(our modules alone {r['cold']['own_modules'] * 1000:.1f} ms)",
+            r["cold"]["overhead"] <= 0.020,
+        ],
+        [
+            "boto3 clients created at import",
+            "0",
+            str(r["cold"]["clients"]),
+            r["cold"]["clients"] == 0,
+        ],
+    ]
+    if "memory" in r:
+        m = r["memory"]
+        rows.append(
+            [
+                "peak RSS, Create RSA-4096, handler without moto",
+                "≤ 100 MB",
+                f"{m['RSA-4096 no moto']:.1f} MB (with moto {m['RSA-4096']:.1f} MB, "
+                f"moto alone {m['moto_baseline']:.1f} MB)",
+                m["RSA-4096 no moto"] <= 100,
+            ]
+        )
+    return table(
+        ["target", "wanted", "measured", "met"],
+        [[a, b, c, "yes" if ok else "**no**"] for a, b, c, ok in rows],
+    )
+
+
+def write_doc(generated: str) -> None:
+    block = f"{BEGIN}\n{generated.rstrip()}\n{END}"
+    if DOC.exists():
+        text = DOC.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            DOC.write_text(head + block + tail)
+            return
+        DOC.write_text(text.rstrip() + "\n\n" + block + "\n")
+        return
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(
+        "# Benchmarks\n\nGenerated by `make bench` (bench/run.py) between the markers below; "
+        "the notes outside them are written by hand.\n\n" + block + "\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="in-process runs (≥20)")
+    parser.add_argument("--openssl-runs", type=int, default=20, help="OpenSSL runs (≥10)")
+    parser.add_argument("--cold-runs", type=int, default=20, help="fresh interpreters (≥10)")
+    parser.add_argument("--skip-artifact", action="store_true", help="no pip download")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    if shutil.which("openssl") is None:
+        print("bench needs the openssl command (apt-get install openssl)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    info = machine()
+    sections: list[tuple[str, str]] = []
+    results: dict[str, Any] = {}
+
+    def step(title: str, run: Callable[[], tuple[str, Any]], key: str) -> None:
+        t0 = time.perf_counter()
+        print(f"… {title}", file=sys.stderr, flush=True)
+        text, result = run()
+        results[key] = result
+        sections.append((title, text))
+        print(f"   ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    with mock_aws():
+        h = Harness()
+        step(
+            "SSM calls per request (counted at botocore's before-call)",
+            lambda: ssm_calls(h),
+            "calls",
+        )
+        step(
+            "Update-reuse latency, in-process against moto",
+            lambda: reuse_latency(h, max(args.runs, 50)),
+            "reuse",
+        )
+        print("… Create per KeyAlgorithm, and against OpenSSL", file=sys.stderr, flush=True)
+        create_table, compare, create = creates_vs_openssl(h, args.runs, args.openssl_runs)
+        results["create"] = create
+        sections.append(("Create latency per KeyAlgorithm, in-process against moto", create_table))
+        sections.append(("Against the OpenSSL command-line recipe (interleaved runs)", compare))
+    step("Cold start (fresh interpreters, interleaved)", lambda: cold_start(args.cold_runs), "cold")
+    step("Peak memory of a fresh process (VmHWM)", memory, "memory")
+    if not args.skip_artifact:
+        step("Artifact size", artifact, "artifact")
+
+    elapsed = time.perf_counter() - started
+    header = (
+        f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make bench` "
+        f"in {elapsed:.0f} s."
+        f"\n\n- Machine: {info['cpu']}; {info['python']}\n- {info['libraries']}\n"
+        f"- {info['openssl']}\n- Absolute times are for this machine (a shared, noisy "
+        "2-core box); ratios and counts are the portable results.\n"
+    )
+    out = io.StringIO()
+    out.write(header + "\n### Targets\n\n" + targets(results) + "\n")
+    for title, text in sections:
+        out.write(f"\n### {title}\n\n{text}\n")
+    report = out.getvalue()
+    print(report)
+    if not args.no_write:
+        write_doc(report)
+        print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
