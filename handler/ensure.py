@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from handler.bundle import Action, BundleNames, Item, Plan, issue, plan
-from handler.certificates import certificate_from_stored
 from handler.properties import GeneratorProperties
 from handler.store import ParameterConflict, ParameterStore
 
@@ -68,10 +67,11 @@ def ensure(
             removed += len(store.delete([names.version_track], should_stop=should_stop))
         if not current.writes_anything:
             ca_value = values[names.cert(Item.CA)]
+            assert current.authority is not None, "a plan that writes nothing kept its CA"
             return Outcome(
                 action or Action.REUSED,
                 names,
-                certificate_from_stored(ca_value),
+                current.authority.cert,
                 ca_value,
                 written,
                 removed,

@@ -156,6 +156,12 @@ class ParameterStore:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ParameterAlreadyExists" and not overwrite:
                     raise ParameterConflict("PutParameter", code, name) from error
+                if code == "ValidationException" and overwrite and request["Tier"] == "Standard":
+                    # SSM cannot move an Advanced parameter (an RSA-4096 key, before a
+                    # KeyAlgorithm change) back to Standard; it stays Advanced, once asked.
+                    log.warning("parameter stays in the Advanced tier", extra={"parameter": name})
+                    request["Tier"] = "Advanced"
+                    continue
                 if code != "TooManyUpdates" or attempt == TOO_MANY_UPDATES_ATTEMPTS - 1:
                     raise _error("PutParameter", error) from error
                 log.info("TooManyUpdates on a parameter; retrying", extra={"parameter": name})

@@ -406,3 +406,18 @@ def test_a_leaf_stored_in_the_ca_slot_is_repaired_from_the_ca_key(
     client = certificate_from_stored(values[NAMES.cert(Item.CLIENT)])
     assert signed_by(client, outcome.ca_cert)
 
+
+def test_a_parameter_ssm_will_not_downgrade_stays_advanced(
+    ssm: Any, recording: RecordingClient
+) -> None:
+    """Real SSM refuses Advanced → Standard (moto does not); the write then keeps Advanced."""
+    store = ParameterStore(recording)  # type: ignore[arg-type]
+    ensure(store, props(), rotate=False, now=NOW)
+    recording.fail("put_parameter", client_error("ValidationException", "PutParameter"), times=1)
+    outcome = ensure(store, props(key_algorithm=KeyAlgorithm.ECDSA_P384), rotate=False, now=NOW)
+    assert outcome.action is Action.RENEWED
+    puts = [kwargs for name, kwargs in recording.calls if name == "put_parameter"][6:]
+    assert puts[0]["Tier"] == "Standard"
+    assert puts[1]["Name"] == puts[0]["Name"]
+    assert puts[1]["Tier"] == "Advanced"
+    assert all(p["Tier"] == "Standard" for p in puts[2:])
