@@ -1,0 +1,537 @@
+"""The ``docker-tls`` command line against in-process moto (an injected SSM client)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from handler import cli
+from handler.bundle import BundleNames, Item, plan
+from handler.certificates import (
+    CertificateAuthority,
+    KeyAlgorithm,
+    Purpose,
+    certificate_from_stored,
+    fingerprint,
+    private_key_from_stored,
+    same_key,
+    signed_by,
+    to_stored,
+)
+from handler.ensure import ensure
+from handler.properties import parse_generator
+from handler.store import ParameterStore
+from tests.conftest import NOW, RecordingClient, client_error, props, ssm_versions
+
+RACK = "cli-rack"
+NAMES = BundleNames.for_rack(RACK)
+ECDSA = ["--property", "KeyAlgorithm=ECDSA-P256"]
+AT = ["--at", NOW.isoformat()]
+
+
+def run(client: Any, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), client=client, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def seeded(store: ParameterStore, ssm: Any) -> dict[str, str]:
+    """A healthy ECDSA-P256 bundle for RACK, as the Lambda created it; returns its values."""
+    ensure(store, props(RACK), rotate=False, now=NOW)
+    found = ssm.get_parameters(Names=list(NAMES.material), WithDecryption=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def _no_secrets(text: str, values: dict[str, str]) -> None:
+    assert "PRIVATE KEY" not in text
+    for item in Item:
+        assert values[NAMES.key(item)] not in text
+        assert values[NAMES.key(item)][:40] not in text
+
+
+def _writes(recording: RecordingClient) -> list[str]:
+    """Every SSM call that is not a read."""
+    reads = {"get_parameters", "describe_parameters"}
+    return [name for name, _ in recording.calls if name not in reads]
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+def test_plan_of_a_healthy_bundle_reuses_everything_and_writes_nothing(
+    recording: RecordingClient, ssm: Any, seeded: dict[str, str]
+) -> None:
+    before = ssm_versions(ssm, list(NAMES.everything))
+    code, out, err = run(recording, "plan", "--rack", RACK, *ECDSA, *AT, "--json")
+    assert code == cli.EXIT_OK, err
+    report = json.loads(out)
+    assert report["action"] == "reused"
+    assert report["writes_anything"] is False
+    assert [(i["item"], i["decision"], i["reason"]) for i in report["items"]] == [
+        ("ca", "reuse", "healthy"),
+        ("server", "reuse", "healthy"),
+        ("client", "reuse", "healthy"),
+    ]
+    ca = certificate_from_stored(seeded[NAMES.cert(Item.CA)])
+    assert report["items"][0]["not_after"] == ca.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert recording.count("get_parameters") == 1
+    assert _writes(recording) == []
+    assert ssm_versions(ssm, list(NAMES.everything)) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "action", "decisions", "reason_part"),
+    [
+        (
+            [*ECDSA, "--property", "ServerSubjectAltNames=localhost,10.0.0.5"],
+            "renewed",
+            ["reuse", "reissue", "reuse"],
+            "differ from ServerSubjectAltNames",
+        ),
+        ([*ECDSA, "--rotate"], "rotated", ["rotate", "reissue", "reissue"], "RotationToken"),
+        (
+            [*ECDSA, "--at", "2126-10-01"],
+            "renewed",
+            ["renew", "reissue", "reissue"],
+            "within RenewBeforeDays",
+        ),
+        ([], "renewed", ["reuse", "reissue", "reissue"], "KeyAlgorithm asks for RSA-2048"),
+    ],
+    ids=["sans-changed", "rotation-token", "near-expiry", "default-key-algorithm"],
+)
+def test_plan_previews_each_decision_without_writing(
+    recording: RecordingClient,
+    ssm: Any,
+    seeded: dict[str, str],
+    argv: list[str],
+    action: str,
+    decisions: list[str],
+    reason_part: str,
+) -> None:
+    before = ssm_versions(ssm, list(NAMES.everything))
+    at = [] if "--at" in argv else AT
+    code, out, err = run(recording, "plan", "--rack", RACK, *argv, *at, "--json")
+    assert code == cli.EXIT_OK, err
+    report = json.loads(out)
+    assert report["action"] == action
+    assert [i["decision"] for i in report["items"]] == decisions
+    assert any(reason_part in i["reason"] for i in report["items"])
+    assert _writes(recording) == []
+    assert ssm_versions(ssm, list(NAMES.everything)) == before
+
+
+def test_plan_is_what_the_lambda_then_does(
+    recording: RecordingClient, store: ParameterStore, ssm: Any, seeded: dict[str, str]
+) -> None:
+    sans = ["--property", "ServerSubjectAltNames=localhost,10.0.0.5"]
+    code, out, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *sans, *AT, "--json")
+    assert code == cli.EXIT_OK
+    predicted = json.loads(out)
+    properties = {
+        "Rack": RACK,
+        "KeyAlgorithm": "ECDSA-P256",
+        "ServerSubjectAltNames": "localhost,10.0.0.5",
+    }
+    outcome = ensure(store, parse_generator(properties, NOW), rotate=False, now=NOW)
+    assert outcome.action.value == predicted["action"] == "renewed"
+    first = outcome.plans[0]
+    assert [p.decision.value for p in first] == [i["decision"] for i in predicted["items"]]
+    assert [p.reason for p in first] == [i["reason"] for i in predicted["items"]]
+    after = ssm_versions(ssm, list(NAMES.material))
+    changed = sorted(name for name, version in after.items() if version > 1)
+    assert changed == sorted([NAMES.cert(Item.SERVER), NAMES.key(Item.SERVER)])
+
+
+def test_plan_text_warns_before_a_rotation(
+    recording: RecordingClient, seeded: dict[str, str]
+) -> None:
+    code, out, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *AT, "--rotate")
+    assert code == cli.EXIT_OK
+    assert "WARNING: a new CA" in out
+    assert "must be replaced" in out
+    assert "plan writes nothing" in out
+    assert "ca      rotate" in out
+
+
+def test_plan_mentions_the_legacy_version_track(
+    recording: RecordingClient, ssm: Any, seeded: dict[str, str]
+) -> None:
+    ssm.put_parameter(Name=NAMES.version_track, Value="20180101", Type="String")
+    code, out, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *AT)
+    assert code == cli.EXIT_OK
+    assert f"{NAMES.prefix}-version-track parameter is removed" in out
+    assert ssm_versions(ssm, [NAMES.version_track]) == {NAMES.version_track: 1}
+
+
+def test_plan_of_an_unknown_rack_shows_a_create_and_exits_not_found(
+    recording: RecordingClient,
+) -> None:
+    code, out, err = run(recording, "plan", "--rack", "no-such-rack", "--json")
+    assert code == cli.EXIT_NOT_FOUND
+    assert json.loads(out)["action"] == "created"
+    assert "no docker-tls parameters for Rack 'no-such-rack'" in err
+    assert "us-east-1" in err
+    assert _writes(recording) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--property", "KeyAlgorithm=DSA-1024"], "KeyAlgorithm"),
+        (["--property", "Bogus=1"], "Bogus"),
+        (["--property", "ValidityDays=ten"], "ValidityDays"),
+        (["--property", "RenewBeforeDays=40000"], "RenewBeforeDays"),
+        (["--property", "KeyAlgorithm"], "KEY=VALUE"),
+        (["--property", "Rack=other"], "use --rack"),
+        (["--property", "Version=1", "--property", "Version=2"], "twice"),
+    ],
+)
+def test_a_bad_property_is_refused_before_anything_is_read(
+    recording: RecordingClient, argv: list[str], named: str
+) -> None:
+    for command in ("plan", "inspect"):
+        code, out, err = run(recording, command, "--rack", RACK, *argv)
+        assert code == cli.EXIT_USAGE
+        assert named in err
+        assert out == ""
+    assert recording.calls == []
+
+
+# --- inspect --------------------------------------------------------------------------------
+
+
+def test_inspect_shows_each_parameter_and_health(
+    recording: RecordingClient, seeded: dict[str, str]
+) -> None:
+    code, out, err = run(recording, "inspect", "--rack", RACK, *AT, "--json")
+    assert code == cli.EXIT_OK, err
+    report = json.loads(out)
+    assert report["rack"] == RACK
+    assert report["health_judged_against"]["KeyAlgorithm"] == "ECDSA-P256 (stored)"
+    assert report["action_if_updated_now"] == "reused"
+    items = {i["item"]: i for i in report["items"]}
+    assert all(i["healthy"] and i["health"] == "healthy" for i in items.values())
+    server_cert, server_key = items["server"]["parameters"]
+    assert server_cert["name"] == NAMES.cert(Item.SERVER)
+    assert (server_cert["type"], server_cert["tier"], server_cert["version"]) == (
+        "String",
+        "Standard",
+        1,
+    )
+    stored = certificate_from_stored(seeded[NAMES.cert(Item.SERVER)])
+    facts = server_cert["certificate"]
+    assert facts["sha256"] == fingerprint(stored)
+    assert facts["serial"] == format(stored.serial_number, "x")
+    assert facts["subject_alt_names"] == ["localhost", "127.0.0.1"]
+    assert facts["extended_key_usage"] == ["serverAuth"]
+    assert facts["issuer"] == "CN=docker-tls CA"
+    assert facts["not_after"].startswith("2126-11-03")
+    assert server_key["type"] == "SecureString"
+    assert server_key["kms_key_id"] == "alias/aws/ssm"
+    assert server_key["key"] == {"algorithm": "ECDSA-P256", "matches_certificate": True}
+    assert items["client"]["parameters"][0]["certificate"]["extended_key_usage"] == ["clientAuth"]
+    assert items["ca"]["parameters"][0]["certificate"]["extended_key_usage"] is None
+    _no_secrets(out + err, seeded)
+
+
+def test_inspect_text_names_problems_and_tiers(
+    recording: RecordingClient, ssm: Any, seeded: dict[str, str]
+) -> None:
+    # A client certificate from some other CA, the server key gone, the CA key re-put Advanced.
+    other = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=10, now=NOW)
+    foreign = other.issue(Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=5, now=NOW)
+    ssm.put_parameter(
+        Name=NAMES.cert(Item.CLIENT),
+        Value=to_stored(foreign.cert_pem()),
+        Type="String",
+        Overwrite=True,
+    )
+    ssm.put_parameter(
+        Name=NAMES.key(Item.CLIENT),
+        Value=to_stored(foreign.key_pem()),
+        Type="SecureString",
+        Overwrite=True,
+    )
+    ssm.delete_parameter(Name=NAMES.key(Item.SERVER))
+    ssm.put_parameter(
+        Name=NAMES.key(Item.CA),
+        Value=seeded[NAMES.key(Item.CA)],
+        Type="SecureString",
+        Tier="Advanced",
+        Overwrite=True,
+    )
+    code, out, err = run(recording, "inspect", "--rack", RACK, *AT)
+    assert code == cli.EXIT_OK, err
+    assert "client: reissue: not signed by the stored CA" in out
+    assert "server: reissue: key not stored" in out
+    assert f"{NAMES.key(Item.SERVER)}  (not stored)" in out
+    assert "ca: healthy" in out
+    ca_key_line = next(
+        line for line in out.splitlines() if line.strip().startswith(NAMES.key(Item.CA))
+    )
+    assert "SecureString  Advanced  v2" in ca_key_line
+    assert "issuer      CN=docker-tls CA" in out
+    _no_secrets(out + err, {**seeded, NAMES.key(Item.CLIENT): to_stored(foreign.key_pem())})
+    assert _writes(recording) == []
+    assert recording.count("describe_parameters") == 1
+
+
+def test_inspect_degrades_when_describe_is_denied(
+    recording: RecordingClient, seeded: dict[str, str]
+) -> None:
+    recording.fail(
+        "describe_parameters", client_error("AccessDeniedException", "DescribeParameters")
+    )
+    code, out, _ = run(recording, "inspect", "--rack", RACK, *AT, "--json")
+    assert code == cli.EXIT_OK
+    report = json.loads(out)
+    assert "ssm:DescribeParameters" in report["note"]
+    assert report["items"][0]["parameters"][0]["tier"] is None
+    assert report["items"][0]["healthy"] is True
+
+
+def test_inspect_judges_against_given_properties(
+    recording: RecordingClient, seeded: dict[str, str]
+) -> None:
+    argv = ["--property", "KeyAlgorithm=RSA-2048", "--json", *AT]
+    code, out, _ = run(recording, "inspect", "--rack", RACK, *argv)
+    assert code == cli.EXIT_OK
+    items = {i["item"]: i for i in json.loads(out)["items"]}
+    assert items["ca"]["healthy"]
+    assert items["client"]["health"] == "reissue: key is ECDSA-P256, KeyAlgorithm asks for RSA-2048"
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_export_writes_docker_client_files(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    directory = tmp_path / "nested" / "certs"
+    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(directory), *AT)
+    assert code == cli.EXIT_OK, err
+    assert sorted(p.name for p in directory.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+    assert _mode(directory) == 0o700
+    assert _mode(directory / "key.pem") == 0o600
+    assert _mode(directory / "cert.pem") == 0o644
+    assert (directory / "ca.pem").read_bytes() == base64.b64decode(seeded[NAMES.cert(Item.CA)])
+    ca = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+    cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
+    key = private_key_from_stored(to_stored((directory / "key.pem").read_bytes()))
+    assert same_key(cert, key)
+    assert signed_by(cert, ca)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in eku
+    assert out.splitlines() == [
+        "export DOCKER_HOST=tcp://localhost:2376",
+        "export DOCKER_TLS_VERIFY=1",
+        f"export DOCKER_CERT_PATH={directory}",
+    ]
+    _no_secrets(out + err, seeded)
+    assert _writes(recording) == []
+
+
+def test_export_refuses_to_overwrite_without_force(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    (tmp_path / "key.pem").write_text("keep me")
+    (tmp_path / "key.pem").chmod(0o644)
+    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path))
+    assert code == cli.EXIT_ERROR
+    assert "already exist" in err and "--force" in err
+    assert (tmp_path / "key.pem").read_text() == "keep me"
+    assert not (tmp_path / "ca.pem").exists()
+
+    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--force")
+    assert code == cli.EXIT_OK, err
+    assert (tmp_path / "key.pem").read_bytes() == base64.b64decode(seeded[NAMES.key(Item.CLIENT)])
+    assert _mode(tmp_path / "key.pem") == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_export_server_files_and_dockerd_flags(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--server")
+    assert code == cli.EXIT_OK, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ca.pem",
+        "server-cert.pem",
+        "server-key.pem",
+    ]
+    assert _mode(tmp_path / "server-key.pem") == 0o600
+    cert = x509.load_pem_x509_certificate((tmp_path / "server-cert.pem").read_bytes())
+    assert cert == certificate_from_stored(seeded[NAMES.cert(Item.SERVER)])
+    assert out.strip() == (
+        f"dockerd --tlsverify --tlscacert={tmp_path}/ca.pem --tlscert={tmp_path}/server-cert.pem "
+        f"--tlskey={tmp_path}/server-key.pem -H=0.0.0.0:2376"
+    )
+
+
+def test_export_warns_about_a_host_the_certificate_does_not_name(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    argv = ["--dir", str(tmp_path), "--host", "docker.example.com", "--port", "2377"]
+    code, out, err = run(recording, "export", "--rack", RACK, *argv)
+    assert code == cli.EXIT_OK
+    assert "export DOCKER_HOST=tcp://docker.example.com:2377" in out
+    assert "docker.example.com is not in the daemons' certificate" in err
+
+
+def test_export_warns_about_an_item_near_expiry(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    code, _, err = run(
+        recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--at", "2126-10-01"
+    )
+    assert code == cli.EXIT_OK
+    assert "warning: client is not healthy" in err
+    assert "within RenewBeforeDays" in err
+
+
+def test_export_refuses_a_key_that_does_not_match(
+    recording: RecordingClient, ssm: Any, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    ssm.put_parameter(
+        Name=NAMES.key(Item.CLIENT),
+        Value=seeded[NAMES.key(Item.SERVER)],
+        Type="SecureString",
+        Overwrite=True,
+    )
+    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path / "x"))
+    assert code == cli.EXIT_ERROR
+    assert "does not match" in err
+    assert not (tmp_path / "x").exists()
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["inspect", "export"])
+def test_a_missing_rack_is_not_found(
+    recording: RecordingClient, tmp_path: Path, command: str
+) -> None:
+    extra = ["--dir", str(tmp_path / "d")] if command == "export" else []
+    code, out, err = run(recording, command, "--rack", "ghost", *extra)
+    assert code == cli.EXIT_NOT_FOUND
+    assert "no docker-tls parameters for Rack 'ghost'" in err
+    assert out == ""
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "exit_code", "says"),
+    [
+        (client_error("AccessDeniedException"), cli.EXIT_ACCESS_DENIED, "kms:Decrypt"),
+        (client_error("ExpiredTokenException"), cli.EXIT_CREDENTIALS, "credentials"),
+        (client_error("ThrottlingException"), cli.EXIT_ERROR, "ThrottlingException"),
+    ],
+    ids=["access-denied", "expired-token", "throttled"],
+)
+@pytest.mark.parametrize("command", ["plan", "inspect", "export"])
+def test_ssm_failures_have_clear_errors(
+    recording: RecordingClient,
+    tmp_path: Path,
+    error: Exception,
+    exit_code: int,
+    says: str,
+    command: str,
+) -> None:
+    recording.fail("get_parameters", error)
+    extra = ["--dir", str(tmp_path / "d")] if command == "export" else []
+    code, out, err = run(recording, command, "--rack", RACK, *extra)
+    assert code == exit_code
+    assert says in err
+    assert out == ""
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.fixture
+def fresh_default_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new boto3 default session (an earlier test's caches credentials), and an endpoint that
+    refuses connections, so that nothing here can reach real AWS."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:9")
+
+
+@pytest.mark.usefixtures("fresh_default_session")
+def test_no_credentials_from_the_standard_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for key in ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(key, raising=False)
+    code, out, err = run(None, "inspect", "--rack", RACK)
+    assert code == cli.EXIT_CREDENTIALS
+    assert "no usable AWS credentials (NoCredentialsError)" in err
+    assert out == ""
+
+
+@pytest.mark.usefixtures("fresh_default_session")
+def test_no_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    code, _, err = run(None, "plan", "--rack", RACK)
+    assert code == cli.EXIT_CREDENTIALS
+    assert "no AWS region" in err
+
+
+def test_local_mode_runs_against_an_embedded_endpoint() -> None:
+    code, out, err = run(None, "plan", "--rack", "local-rack", "--local", "--json")
+    assert code == cli.EXIT_OK, err
+    assert json.loads(out)["action"] == "reused"
+    code, out, err = run(None, "plan", "--rack", "local-rack", "--local", *ECDSA, "--json")
+    assert code == cli.EXIT_OK, err
+    assert [i["decision"] for i in json.loads(out)["items"]] == ["reuse", "reissue", "reissue"]
+    assert "--local: embedded SSM at http://127.0.0.1:" in err
+    assert "AWS_ENDPOINT_URL_SSM" not in os.environ
+
+
+def test_the_console_script_module_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "handler.cli", "plan", "--rack", RACK, "--property", "Nope=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == cli.EXIT_USAGE
+    assert "Nope is not a property" in result.stderr
+
+
+def test_plan_uses_bundle_plan(
+    recording: RecordingClient, seeded: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second copy of the decision: the CLI's answer is whatever bundle.plan says."""
+    calls: list[dict[str, Any]] = []
+
+    def spy(values: Any, properties: Any, *, rotate: bool, now: dt.datetime) -> Any:
+        calls.append({"rotate": rotate, "rack": properties.rack, "now": now})
+        return plan(values, properties, rotate=rotate, now=now)
+
+    monkeypatch.setattr(cli, "plan", spy)
+    code, _, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *AT, "--rotate")
+    assert code == cli.EXIT_OK
+    assert calls == [{"rotate": True, "rack": RACK, "now": NOW}]
