@@ -132,6 +132,10 @@ def normalize_host(entry: str) -> str:
         labels = labels[1:]  # one leading wildcard label, as in a DNS SAN
     if len(name) > 253 or not labels or not all(_DNS_LABEL.match(label) for label in labels):
         raise ValueError(f"{entry!r} is neither an IP address nor a DNS name")
+    if labels[-1].isdigit():
+        # No top-level domain is numeric: "300.1.1.1" or "10.0.0" is a mistyped IP address,
+        # which clients would dial as an IP and never match against a DNS entry.
+        raise ValueError(f"{entry!r} is neither an IP address nor a DNS name")
     return name
 
 

@@ -88,6 +88,8 @@ BAD_GENERATOR: list[tuple[dict[str, Any], str]] = [
     ({"Rack": "r", "ServerSubjectAltNames": "under_score.example"}, "ServerSubjectAltNames"),
     ({"Rack": "r", "ServerSubjectAltNames": "-bad.example"}, "ServerSubjectAltNames"),
     ({"Rack": "r", "ServerSubjectAltNames": "http://x"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "300.1.1.1"}, "ServerSubjectAltNames"),
+    ({"Rack": "r", "ServerSubjectAltNames": "10.0.0"}, "ServerSubjectAltNames"),
     ({"Rack": "r", "ServerSubjectAltNames": "a" * 64 + ".com"}, "ServerSubjectAltNames"),
     ({"Rack": "r", "ServerSubjectAltNames": {"a": "b"}}, "ServerSubjectAltNames"),
     (
