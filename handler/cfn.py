@@ -256,8 +256,6 @@ class CustomResource(CfnResource):
             self.PhysicalResourceId = str(returned)
 
     def _start_timer(self, context: LambdaContext) -> None:
-        self._timer = None
-        self._deadline = None
         remaining = context.get_remaining_time_in_millis() / 1000.0
         # The response must be sent before the Lambda's end, with a little time to return.
         self._deadline = time.monotonic() + remaining - 0.25
@@ -287,17 +285,16 @@ class CustomResource(CfnResource):
             body = response_body(
                 self._event,
                 status=status,
-                # A FAILED answer always carries the id chosen up front: on a Create, the marker
-                # a rollback Delete ignores, even when the guard fires just after the function
-                # returned the bundle's id, or the size guard turns a SUCCESS into FAILED.
-                physical_resource_id=self.PhysicalResourceId if status == SUCCESS else "",
+                physical_resource_id=self.PhysicalResourceId,
                 reason=reason or self.Reason,
                 data=self.Data if status == SUCCESS else {},
                 no_echo=self.NoEcho,
             )
             if body["Status"] == FAILED:
+                # A FAILED answer always carries the id chosen up front: on a Create, the marker
+                # a rollback Delete ignores, even when the guard fires just after the function
+                # returned the bundle's id, or the size guard turns a SUCCESS into FAILED.
                 body["PhysicalResourceId"] = self._failure_id
-                body["Data"] = {}
                 log.warning("answering FAILED", extra={"reason": body["Reason"]})
             send_response_ = send_response or self.send_response
             send_response_(str(self._event["ResponseURL"]), body)
