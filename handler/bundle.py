@@ -14,7 +14,6 @@ from enum import Enum
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from handler.certificates import (
@@ -30,6 +29,7 @@ from handler.certificates import (
     is_ca,
     private_key_from_stored,
     private_key_pem,
+    public_key_der,
     same_key,
     signed_by,
     subject_alt_names,
@@ -238,12 +238,6 @@ def _leaf_problem(
     return None
 
 
-def _public(key: PrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _key_to_keep(
     stored: _Stored, props: GeneratorProperties, others: list[PrivateKey | None]
 ) -> PrivateKey | None:
@@ -259,7 +253,7 @@ def _key_to_keep(
         return None
     if stored.cert is not None and same_key(stored.cert, key):
         return None  # a matching pair: its certificate's content is the problem
-    if _public(key) in {_public(other) for other in others if other is not None}:
+    if public_key_der(key) in {public_key_der(other) for other in others if other is not None}:
         return None
     return key
 

@@ -264,11 +264,16 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def public_key_der(holder: x509.Certificate | PrivateKey) -> bytes:
+    """The SubjectPublicKeyInfo (DER) of a certificate's or a private key's public key."""
+    return holder.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def same_key(cert: x509.Certificate, key: PrivateKey) -> bool:
     """Whether ``key`` is the private half of ``cert``'s public key."""
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+    return public_key_der(cert) == public_key_der(key)
 
 
 def fingerprint(cert: x509.Certificate) -> str:
