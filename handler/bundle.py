@@ -232,7 +232,7 @@ def _leaf_problem(
         return f"key is {have}, KeyAlgorithm asks for {props.key_algorithm.value}"
     if item is Item.SERVER:
         wanted = frozenset(props.server_subject_alt_names)
-        have_sans = subject_alt_names(cert)
+        have_sans = frozenset(subject_alt_names(cert))
         if have_sans != wanted:
             return f"SANs {sorted(have_sans)} differ from ServerSubjectAltNames {sorted(wanted)}"
     return None

@@ -377,15 +377,15 @@ def extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifi
         return None
 
 
-def subject_alt_names(cert: x509.Certificate) -> frozenset[str]:
-    """DNS names and IP addresses in the SAN extension, as text."""
+def subject_alt_names(cert: x509.Certificate) -> tuple[str, ...]:
+    """DNS names and IP addresses in the SAN extension, as text, in certificate order."""
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return frozenset()
-    names: set[str] = {str(name) for name in sans.get_values_for_type(x509.DNSName)}
-    names |= {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
-    return frozenset(names)
+        return ()
+    return tuple(
+        str(entry.value) for entry in sans if isinstance(entry, x509.DNSName | x509.IPAddress)
+    )
 
 
 def is_ca(cert: x509.Certificate) -> bool:

@@ -32,17 +32,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from handler.bundle import BundleNames, Decision, Item, Plan, plan
 from handler.certificates import (
     KeyAlgorithm,
+    Purpose,
     Unreadable,
     certificate_from_stored,
     extended_key_usages,
     fingerprint,
     private_key_from_stored,
     same_key,
+    subject_alt_names,
 )
 from handler.properties import GeneratorProperties, PropertyError, parse_generator
 from handler.store import Parameter, ParameterStore, StoreError
@@ -79,10 +80,7 @@ _CREDENTIAL_CODES = frozenset(
     }
 )
 
-_EKU_NAMES = {
-    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
-    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-}
+_EKU_NAMES = {purpose.value: purpose.eku_name for purpose in Purpose}
 
 _ACTION_SUMMARY = {
     "created": "nothing is stored for this Rack: a new CA and leaves would be created",
@@ -222,18 +220,6 @@ def _parse(rack: str, given: Mapping[str, str], now: dt.datetime) -> GeneratorPr
         raise CliError(f"{prefix}: {error}", EXIT_USAGE) from None
 
 
-def _ordered_sans(cert: x509.Certificate) -> list[str]:
-    try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    names: list[str] = []
-    for entry in extension.value:
-        if isinstance(entry, x509.DNSName | x509.IPAddress):
-            names.append(str(entry.value))
-    return names
-
-
 def _stored_cert(values: Mapping[str, str], name: str) -> x509.Certificate | None:
     try:
         return certificate_from_stored(values[name]) if name in values else None
@@ -269,7 +255,7 @@ def _health_properties(
             chosen["KeyAlgorithm"], origin["KeyAlgorithm"] = algorithm.value, "stored"
     if "ServerSubjectAltNames" not in chosen:
         server = _stored_cert(stored.values, stored.names.cert(Item.SERVER))
-        sans = _ordered_sans(server) if server is not None else []
+        sans = list(subject_alt_names(server)) if server is not None else []
         if sans:
             chosen["ServerSubjectAltNames"] = ",".join(sans)
             origin["ServerSubjectAltNames"] = "stored"
@@ -369,7 +355,7 @@ def certificate_facts(cert: x509.Certificate) -> dict[str, Any]:
         "sha256": fingerprint(cert),
         "not_before": _when(cert.not_valid_before_utc),
         "not_after": _when(cert.not_valid_after_utc),
-        "subject_alt_names": _ordered_sans(cert),
+        "subject_alt_names": list(subject_alt_names(cert)),
         "extended_key_usage": (
             None
             if usages is None
@@ -616,7 +602,7 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
         print(flags, file=out)
         return EXIT_OK
     server = _stored_cert(values, names.cert(Item.SERVER))
-    sans = _ordered_sans(server) if server is not None else []
+    sans = list(subject_alt_names(server)) if server is not None else []
     host = args.host or next(iter(sans), "localhost")
     if sans and host not in sans:
         print(
