@@ -18,6 +18,7 @@ import boto3
 from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import local_ssm
+from handler import GENERATOR, GETTER
 from handler.bundle import BundleNames, Item
 from handler.certificates import (
     CertificateAuthority,
@@ -28,8 +29,6 @@ from handler.certificates import (
     to_stored,
 )
 
-GENERATOR = "Custom::SelfSignedCertificate"
-GETTER = "Custom::SelfSignedCertificateGetter"
 RACK = "docker-tls-demo"
 
 

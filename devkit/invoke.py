@@ -29,9 +29,8 @@ from typing import Any, TextIO
 
 from devkit.events import LambdaContext
 from devkit.receiver import Receiver, response_receiver
+from handler import GENERATOR, GETTER
 
-GENERATOR = "Custom::SelfSignedCertificate"
-GETTER = "Custom::SelfSignedCertificateGetter"
 MASK = "*****"  # what CloudFormation shows for a NoEcho value
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 0, 1, 2, 4

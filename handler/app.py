@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from handler import logs
+from handler import GENERATOR, GETTER, logs
 from handler.bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
 from handler.certificates import fingerprint
 from handler.cfn import CustomResource, LambdaContext, RequestFailed, response_body
@@ -23,9 +23,6 @@ from handler.properties import (
     rotation_requested,
 )
 from handler.store import ParameterStore, Stopped, StoreError
-
-GENERATOR = "Custom::SelfSignedCertificate"
-GETTER = "Custom::SelfSignedCertificateGetter"
 
 log = logging.getLogger(__name__)
 logs.setup()
