@@ -16,17 +16,26 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from devkit.dockerd import (
+    LOOPBACK,
+    TLS_FILES,
+    Daemon,
+    DaemonStartError,
+    clean_env,
+    dockerd_available,
+    dockerd_path,
+    private_dockerd,
+)
 
 __all__ = [
     "DOCKER_CLI",
@@ -51,14 +60,7 @@ DOCKER_CLI = (
     else shutil.which("docker") or "/usr/bin/docker"
 )
 
-_LOOPBACK = "127.0.0.1"
-# dockerd and its managed containerd look up containerd/runc via PATH; make sure sbin dirs are in.
-_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Variables that would redirect the docker CLI / dockerd away from what a test asked for.
-_PROXY_VARS = frozenset(
-    {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"},
-)
-_LOG_TAIL_LINES = 40
+_LOOPBACK = LOOPBACK
 # Only a parseable placeholder for the docker CLI's --tls mode (see docker_cli); never trusted.
 _SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -95,90 +97,9 @@ def _private_tmpdir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The current environment minus DOCKER_* and proxy variables, with a system PATH."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.upper().startswith("DOCKER_") and key.lower() not in _PROXY_VARS
-    }
-    env["PATH"] = _SYSTEM_PATH
-    if extra:
-        env.update(extra)
-    return env
-
-
-def _free_loopback_port() -> int:
-    """Ask the kernel for a currently free TCP port on 127.0.0.1 (racy but good enough)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _redacted_tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    """Last ``lines`` lines of a log, dropping anything that could look like key material."""
-    kept = [
-        line
-        for line in text.splitlines()
-        if "PRIVATE KEY" not in line and not line.startswith("MI")
-    ]
-    return "\n".join(kept[-lines:])
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists (zombies count as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # Field 3 (after the parenthesised comm, which may contain spaces) is the state.
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in {"Z", "X"}
-
-
-def _pid_cmdline(pid: int) -> str:
-    """The NUL-separated command line of ``pid`` joined by spaces, or '' if unavailable."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def _mounts_under(directory: Path) -> list[str]:
-    """Mount points at or below ``directory`` (deepest first), from /proc/self/mountinfo."""
-    prefix = str(directory).rstrip("/") + "/"
-    points: list[str] = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return points
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 4:
-            point = fields[4].encode().decode("unicode_escape")
-            if point == prefix.rstrip("/") or point.startswith(prefix):
-                points.append(point)
-    return sorted(points, key=len, reverse=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Availability probes
 # --------------------------------------------------------------------------------------------
-
-
-def dockerd_path() -> str | None:
-    """Absolute path of ``dockerd`` (PATH plus the sbin dirs), or None if not installed."""
-    return shutil.which("dockerd", path=os.environ.get("PATH", "") + ":" + _SYSTEM_PATH)
-
-
-def dockerd_available() -> bool:
-    """True when a real daemon can be started: ``dockerd`` is installed and we are root.
-
-    Tests marked ``dockerd`` should skip (not fail) when this is False, e.g. on a laptop.
-    """
-    return dockerd_path() is not None and os.geteuid() == 0
 
 
 def docker_cli_available() -> bool:
@@ -189,186 +110,6 @@ def docker_cli_available() -> bool:
 # --------------------------------------------------------------------------------------------
 # A real dockerd with --tlsverify on loopback
 # --------------------------------------------------------------------------------------------
-
-
-class DaemonStartError(RuntimeError):
-    """dockerd exited or never announced its API; the message carries the daemon log tail."""
-
-
-@dataclass
-class Daemon:
-    """A running dockerd listening with ``--tlsverify`` on ``tcp://127.0.0.1:port``.
-
-    ``log_text()`` stays usable after the context exits (the log is snapshotted on stop).
-    """
-
-    port: int
-    pid: int
-    directory: Path
-    log_path: Path
-    containerd_pid: int | None = None
-    _final_log: str | None = field(default=None, repr=False)
-
-    @property
-    def tcp_url(self) -> str:
-        """The ``-H`` value for the TLS listener."""
-        return f"tcp://{_LOOPBACK}:{self.port}"
-
-    @property
-    def unix_socket(self) -> Path:
-        """The daemon's private, TLS-free unix socket (handy for setup steps)."""
-        return self.directory / "docker.sock"
-
-    def log_text(self, since: int = 0) -> str:
-        """The daemon's combined stdout/stderr log (dockerd logs to stderr), from offset ``since``.
-
-        Pass ``len(d.log_text())`` taken before an action to see only what it caused; the
-        daemon log is where the *reason* for a rejected client shows up (e.g. "x509: certificate
-        specifies an incompatible key usage"), while the CLI often only sees "bad certificate"
-        or even a bare "connection reset by peer".
-        """
-        if self._final_log is not None:
-            return self._final_log[since:]
-        try:
-            return self.log_path.read_text(errors="replace")[since:]
-        except OSError:
-            return ""
-
-
-def _dockerd_command(binary: str, directory: Path, port: int) -> list[str]:
-    """The dockerd argv: mTLS on loopback, everything else private to ``directory``."""
-    return [
-        binary,
-        "--tlsverify",
-        f"--tlscacert={directory / 'ca.pem'}",
-        f"--tlscert={directory / 'server-cert.pem'}",
-        f"--tlskey={directory / 'server-key.pem'}",
-        "-H",
-        f"tcp://{_LOOPBACK}:{port}",
-        "-H",
-        f"unix://{directory / 'docker.sock'}",
-        "--data-root",
-        str(directory / "root"),
-        "--exec-root",
-        str(directory / "exec"),
-        "--pidfile",
-        str(directory / "docker.pid"),
-        "--iptables=false",
-        "--ip6tables=false",
-        "--ip-forward=false",
-        "--ip-masq=false",
-        "--bridge=none",
-        "--storage-driver=vfs",
-    ]
-
-
-def _port_accepts(port: int) -> bool:
-    """True if something accepts TCP connections on 127.0.0.1:port."""
-    try:
-        with socket.create_connection((_LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _read_containerd_pid(directory: Path) -> int | None:
-    """PID of the daemon-managed containerd, if dockerd has written its pidfile yet."""
-    try:
-        return int((directory / "exec" / "containerd" / "containerd.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _stop_process(proc: subprocess.Popen[bytes], stop_timeout: float) -> None:
-    """SIGTERM ``proc`` by its own PID, wait, then SIGKILL its whole process group if needed."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=stop_timeout)
-    if proc.poll() is None:
-        # It runs in its own session, so its PGID is its PID: pytest's group is never hit.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def _stop_containerd(pid: int | None, directory: Path, stop_timeout: float) -> None:
-    """Make sure the managed containerd (own process group) died with dockerd.
-
-    dockerd normally stops it on SIGTERM; after a SIGKILL of dockerd it may linger. The PID is
-    only signalled while its command line still mentions our private dir (no PID-reuse accidents).
-    """
-    if pid is None:
-        return
-    deadline = time.monotonic() + stop_timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        if str(directory) not in _pid_cmdline(pid):
-            return
-        time.sleep(0.05)
-    if _pid_alive(pid) and str(directory) in _pid_cmdline(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _unmount_all(directory: Path) -> None:
-    """Lazily unmount anything dockerd left mounted below ``directory`` before deleting it."""
-    for point in _mounts_under(directory):
-        subprocess.run(
-            ["umount", "--lazy", point],
-            check=False,
-            capture_output=True,
-            timeout=10,
-            env=_clean_env(),
-        )
-
-
-def _start_dockerd(
-    binary: str, directory: Path, log_path: Path, start_timeout: float
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start dockerd on a free port and wait until its TLS API is up; retry on a port race."""
-    last_error = "dockerd did not start"
-    for _attempt in range(3):
-        port = _free_loopback_port()
-        with log_path.open("ab") as log_fh:
-            proc = subprocess.Popen(
-                _dockerd_command(binary, directory, port),
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                env=_clean_env(),
-                cwd=directory,
-                start_new_session=True,  # own session + process group: killpg never hits pytest
-            )
-        try:
-            marker = f"API listen on {_LOOPBACK}:{port}"
-            started = time.monotonic()
-            deadline = started + start_timeout
-            while time.monotonic() < deadline:
-                if marker in log_path.read_text(errors="replace"):
-                    return proc, port
-                if proc.poll() is not None:
-                    break
-                # Fallback for a dockerd that words its log differently; checked sparingly
-                # because every probe makes the daemon log a TLS handshake error.
-                if time.monotonic() - started > 3 and _port_accepts(port):
-                    return proc, port
-                time.sleep(0.05)
-            log = log_path.read_text(errors="replace")
-            if proc.poll() is None:
-                last_error = f"dockerd (pid {proc.pid}) did not listen within {start_timeout}s"
-            else:
-                last_error = f"dockerd exited with status {proc.returncode}"
-            _stop_process(proc, stop_timeout=10)
-            _stop_containerd(_read_containerd_pid(directory), directory, stop_timeout=5)
-            if "address already in use" not in log:
-                break
-        except BaseException:
-            _stop_process(proc, stop_timeout=10)
-            raise
-    raise DaemonStartError(
-        f"{last_error}; daemon log tail:\n{_redacted_tail(log_path.read_text(errors='replace'))}"
-    )
 
 
 @contextlib.contextmanager
@@ -382,50 +123,19 @@ def running_dockerd(
 ) -> Iterator[Daemon]:
     """Run a real ``dockerd --tlsverify`` on 127.0.0.1 with the given CA and server cert/key.
 
-    The daemon gets a private /tmp/dtls-* dir (certs, data-root, exec-root, pidfile, unix
-    socket, log), a free loopback port, and its own process group. On exit -- also when the
-    body raises -- it is stopped by its own PID (SIGTERM, wait ``stop_timeout``, then SIGKILL
-    of its process group), its managed containerd is checked, leftover mounts are lazily
-    unmounted and the dir is removed. Requires root (see :func:`dockerd_available`).
-
-    Raises :class:`DaemonStartError` with the daemon log tail if it does not come up.
+    :func:`devkit.dockerd.private_dockerd` with a TLS listener: a private /tmp/dtls-* dir, a
+    free loopback port, its own process group, stopped and cleaned up on exit, also when the
+    body raises. Requires root (see :func:`dockerd_available`); raises
+    :class:`DaemonStartError` with the daemon log tail if it does not come up.
     """
-    binary = dockerd_path()
-    if binary is None:
-        raise DaemonStartError("dockerd is not installed")
-    directory = Path(tempfile.mkdtemp(prefix="dtls-", dir="/tmp"))
-    log_path = directory / "dockerd.log"
-    proc: subprocess.Popen[bytes] | None = None
-    daemon: Daemon | None = None
-    try:
-        _write_pems(
-            directory,
-            {
-                "ca.pem": ca_pem,
-                "server-cert.pem": server_cert_pem,
-                "server-key.pem": server_key_pem,
-            },
-        )
-        proc, port = _start_dockerd(binary, directory, log_path, start_timeout)
-        daemon = Daemon(
-            port=port,
-            pid=proc.pid,
-            directory=directory,
-            log_path=log_path,
-            containerd_pid=_read_containerd_pid(directory),
-        )
+    ca, cert, key = TLS_FILES
+    with private_dockerd(
+        files={ca: ca_pem, cert: server_cert_pem, key: server_key_pem},
+        tls_listener=True,
+        start_timeout=start_timeout,
+        stop_timeout=stop_timeout,
+    ) as daemon:
         yield daemon
-    finally:
-        containerd_pid = _read_containerd_pid(directory)
-        if daemon is not None and daemon.containerd_pid is not None:
-            containerd_pid = daemon.containerd_pid
-        if proc is not None:
-            _stop_process(proc, stop_timeout)
-        _stop_containerd(containerd_pid, directory, stop_timeout)
-        if daemon is not None:
-            daemon._final_log = daemon.log_text()
-        _unmount_all(directory)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,7 +201,7 @@ def docker_cli(
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            env=_clean_env({"DOCKER_CONFIG": str(config_dir), "HOME": str(tmp)}),
+            env=clean_env({"DOCKER_CONFIG": str(config_dir), "HOME": str(tmp)}),
             cwd=tmp,
         )
 
@@ -547,7 +257,7 @@ def openssl_verify(
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            env=_clean_env(),
+            env=clean_env(),
         )
 
 
