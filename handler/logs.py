@@ -68,7 +68,15 @@ def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the invocation's context and any ``extra`` fields."""
+    """One JSON object per line, with the invocation's context and any ``extra`` fields.
+
+    ``line_end`` is for handlers that write the formatted text as is: the Lambda runtime's own
+    handler does (its default format ends in a newline), a ``StreamHandler`` adds its own.
+    """
+
+    def __init__(self, line_end: str = "") -> None:
+        super().__init__()
+        self.line_end = line_end
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -82,7 +90,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return redact(json.dumps(entry, default=str))
+        return redact(json.dumps(entry, default=str)) + self.line_end
 
 
 def bind(**fields: str) -> None:
@@ -98,7 +106,10 @@ def setup(level: str | None = None) -> None:
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
+        # Under awslambdaric, the handler is the runtime's: without a newline of ours, its
+        # local (stdout) sink runs the records together on one line.
+        stream = isinstance(handler, logging.StreamHandler)
+        handler.setFormatter(JsonFormatter(line_end="" if stream else "\n"))
     root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO").upper())
     for noisy in ("boto3", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
