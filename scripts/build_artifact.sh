@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Build the Lambda artifact into a directory: the handler/ package and its run-time
-# dependencies (crhelper, cryptography + cffi) as wheels for the function's runtime,
-# python3.13 on arm64. boto3/botocore come with the Lambda runtime and are left out, as are
-# tests/, devkit/ and anything else in the repository.
+# dependencies (crhelper, cryptography + cffi) as wheels for the function's runtime, python3.13
+# on the function's architecture, with bytecode compiled by Python 3.13. boto3/botocore come
+# with the Lambda runtime and are left out, as are tests/, devkit/ and the rest of the tree.
 #
 #   scripts/build_artifact.sh DIR        (or ARTIFACTS_DIR=DIR scripts/build_artifact.sh)
 #
-# ARTIFACT_PLATFORM / ARTIFACT_PYTHON_VERSION override the target (the tests build one for the
-# host too, to import it); the defaults match template.yaml's Runtime and Architectures.
+# The architecture (arm64 or x86_64) comes from, in order:
+#   1. ARTIFACT_ARCHITECTURE, when set;
+#   2. `sam build`'s build.toml beside the build directory, which holds the function's
+#      Architectures as resolved from --parameter-overrides (SAM passes a makefile build nothing
+#      but ARTIFACTS_DIR, so this is the only place that says what the function will run on);
+#   3. arm64, the template's default.
+# ARTIFACT_PYTHON_VERSION overrides the Python version (the tests build one for the host).
+#
+# Bytecode: Lambda's /var/task is read-only, so modules without .pyc are compiled on every cold
+# start (~45 ms measured in the runtime container, docs/BENCHMARKS.md). The .pyc files must come
+# from the target's own minor version (a cpython-311 .pyc is ignored by 3.13); they are written
+# in unchecked-hash mode, so the artifact's file times do not matter. Without such an
+# interpreter (ARTIFACT_COMPILER, else scripts/find_python.sh) the artifact is built without
+# bytecode and says so; with CI=true that is an error.
 #
 # `sam build` (BuildMethod: makefile) runs `make build-DockerTlsFunction` with ARTIFACTS_DIR
 # set, which calls this script. Needs python3 with pip and access to the package index.
@@ -20,11 +32,47 @@ if [ -z "$dest" ]; then
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
-platform=${ARTIFACT_PLATFORM:-manylinux2014_aarch64}
 python_version=${ARTIFACT_PYTHON_VERSION:-3.13}
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
+# --- which architecture -------------------------------------------------------------------
+architecture=${ARTIFACT_ARCHITECTURE:-}
+source="ARTIFACT_ARCHITECTURE"
+if [ -z "$architecture" ]; then
+  # .aws-sam/build/<LogicalId> → .aws-sam/build.toml, the entry that lists <LogicalId>.
+  architecture=$("$python" - "$(dirname "$(dirname "$dest")")/build.toml" "$(basename "$dest")" <<'PY'
+import sys
+import tomllib
+
+path, function = sys.argv[1], sys.argv[2]
+try:
+    with open(path, "rb") as handle:
+        definitions = tomllib.load(handle).get("function_build_definitions", {})
+except (OSError, tomllib.TOMLDecodeError):
+    sys.exit(0)
+for definition in definitions.values():
+    if function in definition.get("functions", []):
+        print(definition.get("architecture", ""))
+        break
+PY
+)
+  source="sam build's build.toml"
+fi
+if [ -z "$architecture" ]; then
+  architecture=arm64
+  source="the template's default"
+fi
+case "$architecture" in
+  arm64) platform=manylinux2014_aarch64 ;;
+  x86_64) platform=manylinux2014_x86_64 ;;
+  *)
+    echo "architecture '$architecture' (from $source) is not arm64 or x86_64" >&2
+    exit 2
+    ;;
+esac
+
+# --- dependencies -------------------------------------------------------------------------
 # The run-time requirements, from pyproject.toml (one source of truth), minus boto3.
 mapfile -t requirements < <(cd "$root" && "$python" - <<'PY'
 import re
@@ -49,7 +97,7 @@ rm -rf "$dest"/bin "$dest"/boto3 "$dest"/boto3-* "$dest"/botocore "$dest"/botoco
   "$dest"/six.py "$dest"/six-*
 find "$dest" -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# The package itself, sources only.
+# --- the package itself, sources only -----------------------------------------------------
 rm -rf "$dest/handler"
 mkdir -p "$dest/handler"
 (cd "$root/handler" && find . -name '*.py' -o -name 'py.typed') | while read -r file; do
@@ -57,6 +105,23 @@ mkdir -p "$dest/handler"
   cp "$root/handler/$file" "$dest/handler/$file"
 done
 
+# --- bytecode -----------------------------------------------------------------------------
+compiler=${ARTIFACT_COMPILER:-}
+if [ -z "$compiler" ]; then
+  compiler=$("$root/scripts/find_python.sh" "$python_version" 2>/dev/null) || compiler=""
+fi
+if [ -n "$compiler" ]; then
+  "$compiler" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$dest" >/dev/null
+  bytecode="bytecode by $("$compiler" -c 'import platform; print(platform.python_version())')"
+elif [ "${CI:-}" = "true" ]; then
+  echo "no Python $python_version to compile the artifact's bytecode with (CI=true)" >&2
+  exit 1
+else
+  bytecode="NO bytecode: no Python $python_version here, so Lambda compiles every module at each cold start"
+  echo "warning: $bytecode (set ARTIFACT_COMPILER or install Python $python_version)" >&2
+fi
+
 bytes=$(du -sb "$dest" | cut -f1)
 files=$(find "$dest" -type f | wc -l)
 echo "artifact: $dest: $files files, $bytes bytes ($((bytes / 1024 / 1024)) MiB unzipped)"
+echo "artifact: python$python_version $architecture (from $source), $bytecode"

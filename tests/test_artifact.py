@@ -1,5 +1,6 @@
 """The Lambda artifact `sam build` makes (BuildMethod makefile → scripts/build_artifact.sh):
-only handler/ and its run-time dependencies, built for python3.13 on arm64.
+only handler/ and its run-time dependencies, built for python3.13 on the function's
+architecture (arm64 unless sam build resolved another), with bytecode compiled by 3.13.
 
 Needs the package index; skips when PyPI cannot be reached and the build failed.
 """
@@ -21,7 +22,8 @@ SCRIPT = ROOT / "scripts" / "build_artifact.sh"
 SIZE_LINE = re.compile(r"artifact: (?P<dir>\S+): (?P<files>\d+) files, (?P<bytes>\d+) bytes")
 #: Lambda's limit is 250 MB unzipped; ours is ~15 MB. A jump means something leaked in.
 BUDGET_BYTES = 40 * 1024 * 1024
-EM_AARCH64 = 183  # ELF e_machine
+EM_AARCH64, EM_X86_64 = 183, 62  # ELF e_machine
+EM_BY_ARCHITECTURE = {"arm64": EM_AARCH64, "x86_64": EM_X86_64}
 
 
 def _pypi_reachable() -> bool:
@@ -84,6 +86,87 @@ def test_artifact_holds_the_package_and_arm64_dependencies(artifact: tuple[Path,
     assert _elf_machine(cffi[0]) == EM_AARCH64
 
 
+def _python_313() -> str | None:
+    found = subprocess.run(
+        [str(ROOT / "scripts" / "find_python.sh"), "3.13"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or None
+
+
+def test_artifact_ships_bytecode_the_313_runtime_uses_as_is(artifact: tuple[Path, str]) -> None:
+    """Lambda's /var/task is read-only: a module without a cpython-313 .pyc is compiled at
+    every cold start. unchecked-hash .pyc files never look at the sources' file times."""
+    root, output = artifact
+    python313 = _python_313()
+    if python313 is None:
+        assert "NO bytecode" in output, output
+        pytest.skip("no Python 3.13 here to compile with; the build said so (CI=true fails it)")
+    magic = subprocess.run(
+        [
+            python313,
+            "-c",
+            "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sources = [p for p in root.rglob("*.py") if "dist-info" not in str(p)]
+    assert len(sources) > 50
+    missing, wrong = [], []
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not compiled.is_file():
+            missing.append(source.relative_to(root))
+            continue
+        header = compiled.read_bytes()[:8]
+        # PEP 552: flags 0b01 = hash-based, source not checked.
+        if header[:4].hex() != magic or int.from_bytes(header[4:8], "little") != 0b01:
+            wrong.append(source.relative_to(root))
+    assert not missing, f"no .pyc for {missing[:5]}"
+    assert not wrong, f"not 3.13 unchecked-hash bytecode: {wrong[:5]}"
+    assert "bytecode by 3.13." in output, output
+
+
+def test_sam_builds_resolved_architecture_picks_the_wheels(tmp_path: Path) -> None:
+    """sam build passes a makefile build nothing but ARTIFACTS_DIR; the function's resolved
+    Architectures is in build.toml beside the build directory, and decides the wheels."""
+    build = tmp_path / ".aws-sam" / "build"
+    (tmp_path / ".aws-sam").mkdir()
+    (tmp_path / ".aws-sam" / "build.toml").write_text(
+        "[function_build_definitions.other]\n"
+        'architecture = "arm64"\nfunctions = ["SomeOtherFunction"]\n'
+        "[function_build_definitions.ours]\n"
+        'codeuri = "."\nruntime = "python3.13"\narchitecture = "x86_64"\n'
+        'functions = ["DockerTlsFunction"]\n',
+        encoding="utf-8",
+    )
+    destination = build / "DockerTlsFunction"
+    output = _build(destination)
+    assert "x86_64 (from sam build's build.toml)" in output, output
+    rust = destination / "cryptography" / "hazmat" / "bindings" / "_rust.abi3.so"
+    assert _elf_machine(rust) == EM_X86_64
+    assert list(destination.glob("_cffi_backend.cpython-313-x86_64-linux-gnu.so"))
+
+
+def test_an_architecture_that_lambda_lacks_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(SCRIPT), str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable, "ARTIFACT_ARCHITECTURE": "aarch64"},
+    )
+    assert result.returncode == 2
+    assert "'aarch64' (from ARTIFACT_ARCHITECTURE) is not arm64 or x86_64" in result.stderr
+    assert not (tmp_path / "out" / "handler").exists()
+
+
 def test_artifact_leaves_out_the_runtime_and_the_development_tree(
     artifact: tuple[Path, str],
 ) -> None:
@@ -92,8 +175,7 @@ def test_artifact_leaves_out_the_runtime_and_the_development_tree(
     for unwanted in ("boto3", "botocore", "s3transfer", "moto", "tests", "devkit", "bin"):
         assert unwanted not in top
     assert not [name for name in top if name.startswith(("boto3-", "botocore-", "moto-"))]
-    assert not list(root.rglob("__pycache__"))
-    assert not list(root.rglob("*.pyc"))
+    assert not [p for p in root.rglob("*.pyc") if "cpython-313" not in p.name]
     assert not (root / "template.yaml").exists()
     assert not (root / "pyproject.toml").exists()
 
@@ -119,12 +201,12 @@ def test_a_host_build_imports_with_only_the_runtimes_boto3(tmp_path: Path) -> No
     generation with nothing else on sys.path but boto3/botocore (what Lambda provides)."""
     if sys.platform != "linux":
         pytest.skip("manylinux wheels need Linux")
-    machine = os.uname().machine
+    architecture = {"aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     destination = tmp_path / "host"
     _build(
         destination,
-        ARTIFACT_PLATFORM=f"manylinux2014_{machine}",
+        ARTIFACT_ARCHITECTURE=architecture,
         ARTIFACT_PYTHON_VERSION=version,
     )
     runtime = tmp_path / "runtime"  # a stand-in for the Lambda runtime's boto3

@@ -73,6 +73,8 @@ SSM_KEY_ATTRS = {
 GENERATOR_ATTRS = SSM_KEY_ATTRS | {"CACertificate", "CAFingerprint", "CANotAfter", "Action"}
 GETTER_ATTRS = {"Value"}
 KEY_ALGORITHMS = {"RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"}
+# What a local invoke points the function at: an SSM endpoint, a CA for the response receiver.
+LOCAL_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SSM", "DOCKER_TLS_RESPONSE_CA_BUNDLE")
 
 Template = dict[str, Any]
 
@@ -214,7 +216,12 @@ def check_function(tpl: Template) -> None:
     m = re.fullmatch(r"python3\.(\d+)", str(props.get("Runtime")))
     assert m, f"Runtime {props.get('Runtime')!r} is not Python 3"
     assert int(m.group(1)) >= 11, f"Runtime {props.get('Runtime')!r} is older than python3.11"
-    assert props.get("Architectures") == ["arm64"], props.get("Architectures")
+    # The architecture is a parameter (arm64 by default) so that sam local invoke runs on an
+    # x86_64 host; the build reads the resolved value to pick the wheels.
+    assert props.get("Architectures") == [{"Ref": "Architecture"}], props.get("Architectures")
+    parameter = tpl["Parameters"]["Architecture"]
+    assert parameter.get("Default") == "arm64", parameter
+    assert set(parameter.get("AllowedValues", [])) == {"arm64", "x86_64"}, parameter
     assert int(props.get("Timeout", 3)) > 60, "Timeout must leave room for RSA-4096 rotations"
     assert int(props.get("MemorySize", 128)) >= 512, "MemorySize too small for RSA keygen"
     assert props.get("Handler") == "handler.app.lambda_handler", props.get("Handler")
@@ -223,6 +230,10 @@ def check_function(tpl: Template) -> None:
     assert "VpcConfig" not in props, "the function must reach S3 and SSM without a VPC"
     env = props.get("Environment", {}).get("Variables", {})
     assert env.get("LOG_LEVEL") == "INFO", env
+    # Declared so `sam local invoke --env-vars` may set them, empty (unset) when deployed.
+    for name in LOCAL_ENDPOINT_VARIABLES:
+        assert name in env, f"{name} is not declared: --env-vars could not set it"
+        assert env[name] == "", f"{name} must be empty when deployed, got {env[name]!r}"
     assert not any("POWERTOOLS" in k for k in env), env
 
 
@@ -519,6 +530,19 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("function", "old-runtime", lambda t: _fn(t).update(Runtime="python3.10")),
     ("function", "node-runtime", lambda t: _fn(t).update(Runtime="nodejs22.x")),
     ("function", "x86", lambda t: _fn(t).update(Architectures=["x86_64"])),
+    ("function", "x86-default", lambda t: t["Parameters"]["Architecture"].update(Default="x86_64")),
+    (
+        "function",
+        "endpoint-undeclared",
+        lambda t: _fn(t)["Environment"]["Variables"].pop("AWS_ENDPOINT_URL_SSM"),
+    ),
+    (
+        "function",
+        "endpoint-set",
+        lambda t: _fn(t)["Environment"]["Variables"].update(
+            AWS_ENDPOINT_URL_SSM="http://127.0.0.1:5000"
+        ),
+    ),
     ("function", "short-timeout", lambda t: _fn(t).update(Timeout=30)),
     ("function", "small-memory", lambda t: _fn(t).update(MemorySize=256)),
     ("function", "handler", lambda t: _fn(t).update(Handler="app.lambda_handler")),
@@ -614,3 +638,40 @@ def test_check_catches(template: Template, check: str, mutate: Callable[[Templat
 
 def test_every_check_has_a_mutation() -> None:
     assert {c for c, _, _ in MUTATIONS} == set(CHECKS)
+
+
+# --------------------------------------------------------------------------------------------
+# The declared-but-empty endpoint variables change nothing once deployed
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_empty_ssm_endpoint_variable_means_the_regions_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from handler.store import default_client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "")
+    assert default_client().meta.endpoint_url == "https://ssm.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", "http://127.0.0.1:5000")
+    assert default_client().meta.endpoint_url == "http://127.0.0.1:5000"
+
+
+def test_an_empty_response_ca_variable_means_the_system_trust_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    from handler import cfn
+
+    seen: list[str | None] = []
+    real = ssl.create_default_context
+
+    def spy(*args: Any, cafile: str | None = None, **kwargs: Any) -> ssl.SSLContext:
+        seen.append(cafile)
+        return real(*args, cafile=cafile, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", spy)
+    monkeypatch.setenv(cfn.RESPONSE_CA_BUNDLE_ENV, "")
+    # Port 9 on loopback: refused at once, after the TLS context was made.
+    cfn.send_response("https://127.0.0.1:9/r", {"Status": "SUCCESS"}, attempts=1)
+    assert seen == [None]
