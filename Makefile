@@ -1,10 +1,16 @@
 # docker-tls: every target installs what it needs into .venv first.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test quick lint invoke bench reliability clean build-DockerTlsFunction
+# The SAM CLI lives in a virtualenv of its own (it pins its own boto3, click, ...). The version
+# is pinned: devkit/sam_host_network.py wraps how it creates Lambda containers.
+SAM_CLI_VERSION := 1.170.0
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+
+.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +23,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	LOG_LEVEL=WARNING $(BIN)/python -m devkit.demo
 
-## Lint, type-check and run every test (the Docker daemon tests need root and dockerd).
-test: lint
+## Lint, type-check and run every test (the Docker daemon and SAM tests need root and dockerd,
+## or a Docker engine).
+test: lint $(SAM_STAMP)
 	$(BIN)/python -m pytest -q
 
 ## The tests that need no Docker daemon.
 quick: lint
-	$(BIN)/python -m pytest -q -m 'not dockerd'
+	$(BIN)/python -m pytest -q -m 'not dockerd and not sam'
+
+## The same tests on Python 3.13, the Lambda runtime's version, in .venv-3.13
+## (the interpreter from PATH or pyenv: scripts/find_python.sh).
+test-py313:
+	@python=$$(scripts/find_python.sh 3.13) && \
+	  $(MAKE) --no-print-directory VENV=.venv-3.13 PYTHON=$$python pytest-quick
+
+pytest-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not dockerd and not sam'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,15 +56,32 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python scripts/reliability_report.py
 
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	rm -f $(SAM_VENV)/.installed-*
+	touch $@
+
+## Install the AWS SAM CLI into .venv-sam (used by sam-local and its test).
+sam-cli: $(SAM_STAMP)
+
+## The function as AWS runs it: sam build, then sam local invoke of events/{create,update,
+## getter,delete}.json in a Python 3.13 runtime container against a local SSM endpoint.
+## Needs a Docker engine (or root + dockerd); ARGS='--image debian' forces the offline image.
+sam-local: $(STAMP) $(SAM_STAMP)
+	$(BIN)/python -m devkit.sam_local $(ARGS)
+
 ## Run the handler on a CloudFormation event without Docker (embedded SSM, local receiver):
 ## make invoke EVENT=events/update.json [ARGS='--aws' | ARGS='--no-seed']
 invoke: $(STAMP)
 	$(BIN)/python -m devkit.invoke $(or $(EVENT),events/create.json) $(ARGS)
 
 ## `sam build` (BuildMethod: makefile) runs this with ARTIFACTS_DIR set: handler/ and its
-## run-time dependencies for python3.13 arm64, without boto3 (the runtime has it).
+## run-time dependencies for python3.13 on the function's architecture, bytecode compiled,
+## without boto3 (the runtime has it).
 build-DockerTlsFunction:
 	PYTHON="$(PYTHON)" scripts/build_artifact.sh "$(ARTIFACTS_DIR)"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam build
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam build

@@ -27,8 +27,9 @@ from handler.cfn import RESPONSE_CA_BUNDLE_ENV
 class Receiver:
     """Collects the bodies PUT to it, one list per URL path."""
 
-    def __init__(self, server: ThreadingHTTPServer) -> None:
+    def __init__(self, server: ThreadingHTTPServer, ca_file: Path) -> None:
         self._server = server
+        self.ca_file = ca_file  # the CA a sender must trust (its server certificate's issuer)
         self._lock = threading.Lock()
         self._bodies: dict[str, list[dict[str, Any]]] = {}
         self.status = 200  # what to answer; tests set 403 to see the sender log an error
@@ -92,7 +93,7 @@ def response_receiver() -> Iterator[Receiver]:
         ref: list[Receiver] = []
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(ref))
         server.socket = context.wrap_socket(server.socket, server_side=True)
-        receiver = Receiver(server)
+        receiver = Receiver(server, directory / "ca.pem")
         ref.append(receiver)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
