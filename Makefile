@@ -10,7 +10,7 @@ SAM_CLI_VERSION := 1.170.0
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
-.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local
+.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local bench-runtime
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ lint: $(STAMP)
 ## prints the tables and rewrites the generated part of docs/BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## The function in its runtime container (what sam-local needs): cold first invoke and warm
+## round trips through sam local start-lambda, with and without the artifact's bytecode;
+## rewrites the runtime section of docs/BENCHMARKS.md.
+bench-runtime: $(STAMP) $(SAM_STAMP)
+	$(BIN)/python bench/runtime.py $(ARGS)
 
 ## Run the reliability tests (SSM faults, bad input, concurrency, response path, secrets) and
 ## regenerate docs/RELIABILITY.md from the figures they record.

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from devkit.docker_engine import Engine, EngineError, docker_engine
+from devkit.docker_engine import EngineError, docker_engine
 from devkit.receiver import Receiver, response_receiver
 from devkit.runtime_image import ImageBuildError, RuntimeImage, ensure_image, host_architecture
 from devkit.sam_cli import DEFAULT_VENV, REGION, ROOT, SamCli, SamError
@@ -152,19 +152,26 @@ def _resolve_image(choice: str) -> str:
     return "aws"
 
 
-@contextmanager
-def _sam_with_endpoints(venv: Path, engine: Engine) -> Iterator[tuple[SamCli, Receiver, str]]:
-    """SAM pointed at a fresh local SSM endpoint and receiver; the container sees only the
-    receiver's CA certificate (its own directory, mounted read-only), not the receiver's key."""
-    with (
-        local_ssm() as endpoint,
-        response_receiver() as receiver,
-        tempfile.TemporaryDirectory(prefix="sam-local-ca-") as ca_dir,
-    ):
-        shutil.copy(receiver.ca_file, Path(ca_dir) / receiver.ca_file.name)
-        Path(ca_dir).chmod(0o755)
-        sam = SamCli(venv, engine, endpoint.endpoint, ca_dir=Path(ca_dir))
-        yield sam, receiver, endpoint.endpoint
+@dataclass(frozen=True)
+class LocalLambda:
+    """The built function, ready to invoke in its runtime container on this machine."""
+
+    sam: SamCli
+    receiver: Receiver
+    endpoint: str  # the local SSM endpoint
+    architecture: str
+    image: str
+    image_origin: str
+    image_bytes: int | None
+    sam_version: str
+    work: Path  # the build, the events sent and SAM's logs
+    build_dir: Path
+    build_seconds: float
+    invoke_arguments: tuple[str, ...]  # template, env vars, region, architecture, image
+
+    @property
+    def template(self) -> Path:
+        return self.build_dir / "template.yaml"
 
 
 def _check_artifact(artifact: Path, architecture: str) -> None:
@@ -177,16 +184,23 @@ def _check_artifact(artifact: Path, architecture: str) -> None:
         raise LocalRunError(f"the artifact's wheels are not for {architecture} (ELF {machine})")
 
 
-def run(
+@contextmanager
+def local_lambda(
     *,
     venv: Path = DEFAULT_VENV,
     image_choice: str = "auto",
     rebuild_image: bool = False,
+    work: Path = WORK,
     note: Callable[[str], None] = lambda _: None,
-) -> Report:
-    """Build, invoke the four events in the runtime container, and judge each response."""
+) -> Iterator[LocalLambda]:
+    """A Docker engine, the runtime image, ``sam build`` for this machine's architecture, a
+    fresh local SSM endpoint and an HTTPS receiver, for as long as the context lasts.
+
+    The container sees only the receiver's CA certificate (a directory of its own, mounted
+    read-only), never the receiver's key.
+    """
     architecture = host_architecture()
-    build_dir = WORK / "build"
+    build_dir = work / "build"
     with docker_engine() as engine:
         image_args: list[str] = []
         image: RuntimeImage | None = None
@@ -195,23 +209,30 @@ def run(
             image = ensure_image(engine, architecture, rebuild=rebuild_image, note=note)
             image_args = ["--skip-pull-image", "--invoke-image", image.name]
             origin = f"debian ({f'built in {image.seconds:.0f} s' if image.built else 'reused'})"
-        with _sam_with_endpoints(venv, engine) as (sam, receiver, endpoint):
+        with (
+            local_ssm() as endpoint,
+            response_receiver() as receiver,
+            tempfile.TemporaryDirectory(prefix="sam-local-ca-") as ca_dir,
+        ):
+            shutil.copy(receiver.ca_file, Path(ca_dir) / receiver.ca_file.name)
+            Path(ca_dir).chmod(0o755)
+            sam = SamCli(venv, engine, endpoint.endpoint, ca_dir=Path(ca_dir))
             version = sam.check()
             overrides = ["--parameter-overrides", f"Architecture={architecture}"]
             note(f"sam build for {architecture} into {build_dir.relative_to(ROOT)}")
             built = sam.run(
                 ["build", "--template", "template.yaml", "--build-dir", str(build_dir), *overrides],
-                log=WORK / "logs" / "build.log",
+                log=work / "logs" / "build.log",
             )
             if built.returncode != 0:
                 raise LocalRunError(f"sam build failed:\n{built.output[-2000:]}")
             _check_artifact(build_dir / FUNCTION, architecture)
-            env_vars = WORK / "env.json"
+            env_vars = work / "env.json"
             env_vars.write_text(
                 json.dumps(
                     {
                         FUNCTION: {
-                            "AWS_ENDPOINT_URL_SSM": endpoint,
+                            "AWS_ENDPOINT_URL_SSM": endpoint.endpoint,
                             "DOCKER_TLS_RESPONSE_CA_BUNDLE": f"{CA_MOUNT}/{receiver.ca_file.name}",
                             "LOG_LEVEL": "INFO",
                         }
@@ -219,27 +240,50 @@ def run(
                 ),
                 encoding="utf-8",
             )
-            steps = _invoke_all(sam, receiver, build_dir, env_vars, [*overrides, *image_args], note)
-        size = engine.image_size(image.name) if image else None
+            arguments = (
+                *("--template", str(build_dir / "template.yaml"), "--env-vars", str(env_vars)),
+                *("--region", REGION, *overrides, *image_args),
+            )
+            yield LocalLambda(
+                sam,
+                receiver,
+                endpoint.endpoint,
+                architecture,
+                image.name if image else f"{AWS_REGISTRY}/lambda/python:3.13-{architecture}",
+                origin,
+                engine.image_size(image.name) if image else None,
+                version,
+                work,
+                build_dir,
+                built.seconds,
+                arguments,
+            )
+
+
+def run(
+    *,
+    venv: Path = DEFAULT_VENV,
+    image_choice: str = "auto",
+    rebuild_image: bool = False,
+    note: Callable[[str], None] = lambda _: None,
+) -> Report:
+    """Build, invoke the four events in the runtime container, and judge each response."""
+    with local_lambda(
+        venv=venv, image_choice=image_choice, rebuild_image=rebuild_image, note=note
+    ) as function:
+        steps = _invoke_all(function, note)
     return Report(
-        architecture,
-        image.name if image else f"{AWS_REGISTRY}/lambda/python:3.13-{architecture}",
-        origin,
-        size,
-        version,
-        built.seconds,
+        function.architecture,
+        function.image,
+        function.image_origin,
+        function.image_bytes,
+        function.sam_version,
+        function.build_seconds,
         steps,
     )
 
 
-def _invoke_all(
-    sam: SamCli,
-    receiver: Receiver,
-    build_dir: Path,
-    env_vars: Path,
-    extra: list[str],
-    note: Callable[[str], None],
-) -> list[Step]:
+def _invoke_all(function: LocalLambda, note: Callable[[str], None]) -> list[Step]:
     import boto3
 
     state: dict[str, Any] = {}
@@ -248,18 +292,17 @@ def _invoke_all(
     for name in STEPS:
         step = Step(name, EVENTS / f"{name}.json")
         event = json.loads(step.event.read_text(encoding="utf-8"))
-        event["ResponseURL"] = receiver.url()
+        event["ResponseURL"] = function.receiver.url()
         state["prefix"] = BundleNames.for_rack(event["ResourceProperties"]["Rack"]).prefix
         names = BundleNames(state["prefix"])
-        sent = WORK / "events" / step.event.name
+        sent = function.work / "events" / step.event.name
         sent.parent.mkdir(parents=True, exist_ok=True)
         sent.write_text(json.dumps(event), encoding="utf-8")
         note(f"sam local invoke {FUNCTION} -e {step.event.relative_to(ROOT)}")
-        arguments = ["local", "invoke", FUNCTION, "--template", str(build_dir / "template.yaml")]
-        arguments += ["-e", str(sent), "--env-vars", str(env_vars), "--region", REGION, *extra]
-        result = sam.run(arguments, log=WORK / "logs" / f"{name}.log")
+        arguments = ["local", "invoke", FUNCTION, "-e", str(sent), *function.invoke_arguments]
+        result = function.sam.run(arguments, log=function.work / "logs" / f"{name}.log")
         step.seconds = result.seconds
-        responses = receiver.responses(event["ResponseURL"])
+        responses = function.receiver.responses(event["ResponseURL"])
         if len(responses) != 1:
             step.verdict = f"{len(responses)} responses (SAM exited {result.returncode})"
             steps.append(step)
