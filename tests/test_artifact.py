@@ -217,7 +217,7 @@ def test_a_host_build_imports_with_only_the_runtimes_boto3(tmp_path: Path) -> No
             (runtime / name).symlink_to(site / name)
     probe = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-        "import handler.app, handler.cli, crhelper, cryptography;"
+        "import handler.app, crhelper, cryptography;"
         "from handler.certificates import KeyAlgorithm;"
         "KeyAlgorithm.ECDSA_P256.generate();"
         "assert cryptography.__file__.startswith(sys.argv[1]), cryptography.__file__;"

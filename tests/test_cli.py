@@ -17,7 +17,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from handler import cli
+import docker_tls_cli as cli
+from docker_tls_cli import plan as cli_plan
 from handler.bundle import BundleNames, Item, plan
 from handler.certificates import (
     CertificateAuthority,
@@ -511,7 +512,7 @@ def test_local_mode_runs_against_an_embedded_endpoint() -> None:
 
 def test_the_console_script_module_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "handler.cli", "plan", "--rack", RACK, "--property", "Nope=1"],
+        [sys.executable, "-m", "docker_tls_cli", "plan", "--rack", RACK, "--property", "Nope=1"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -531,7 +532,7 @@ def test_plan_uses_bundle_plan(
         calls.append({"rotate": rotate, "rack": properties.rack, "now": now})
         return plan(values, properties, rotate=rotate, now=now)
 
-    monkeypatch.setattr(cli, "plan", spy)
+    monkeypatch.setattr(cli_plan, "plan", spy)
     code, _, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *AT, "--rotate")
     assert code == cli.EXIT_OK
     assert calls == [{"rotate": True, "rack": RACK, "now": NOW}]

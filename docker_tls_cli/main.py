@@ -1,0 +1,142 @@
+"""``docker-tls``: the command line, wiring the commands to a parameter store."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from docker_tls_cli.common import CliError, parse_properties
+from docker_tls_cli.export import DOCKER_TLS_PORT, cmd_export
+from docker_tls_cli.inspection import cmd_inspect
+from docker_tls_cli.plan import cmd_plan
+from handler.store import ParameterStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="docker-tls",
+        description="Plan, inspect and export a rack's Docker TLS bundle in SSM Parameter "
+        "Store. Uses the standard AWS credential chain and region; never writes to SSM.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--rack", required=True, help="the generator's Rack property")
+        sub.add_argument(
+            "--local",
+            action="store_true",
+            help="try it out: an embedded SSM endpoint holding a default bundle for --rack",
+        )
+        sub.add_argument(
+            "--at",
+            type=_moment,
+            default=None,
+            metavar="WHEN",
+            help="judge expiry as of this ISO 8601 date/time instead of now",
+        )
+        return sub
+
+    plan_cmd = command("plan", "what a Create/Update would do right now, per item; writes nothing")
+    inspect_cmd = command("inspect", "stored certificates, parameter types and tiers, health")
+    for sub in (plan_cmd, inspect_cmd):
+        sub.add_argument(
+            "--property",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a generator property as the template sends it (repeatable), e.g. "
+            "KeyAlgorithm=ECDSA-P256 or ServerSubjectAltNames=localhost,10.0.0.5",
+        )
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+    plan_cmd.add_argument(
+        "--rotate", action="store_true", help="preview an Update that changes RotationToken"
+    )
+    export_cmd = command("export", "write PEM files for docker --tlsverify (or dockerd)")
+    export_cmd.add_argument("--dir", type=Path, required=True, help="directory for the files")
+    export_cmd.add_argument(
+        "--server",
+        action="store_true",
+        help="export the daemons' server-cert.pem/server-key.pem instead of the client's",
+    )
+    export_cmd.add_argument("--force", action="store_true", help="overwrite existing files")
+    export_cmd.add_argument(
+        "--host", help="host for DOCKER_HOST (default: the server certificate's first SAN)"
+    )
+    export_cmd.add_argument("--port", type=int, default=DOCKER_TLS_PORT)
+    return parser
+
+
+_COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export}
+
+
+@contextmanager
+def _local_store(rack: str, err: TextIO) -> Iterator[ParameterStore]:
+    """An embedded SSM endpoint holding the bundle a Create with only ``Rack`` makes (so that
+    ``plan --property …`` shows what changing a property would do)."""
+    try:
+        from devkit.ssm_server import local_ssm
+    except ImportError as error:
+        raise CliError(
+            f"--local needs the development extras ({error.name} is missing): "
+            "pip install -e '.[dev]'"
+        ) from None
+    from handler.ensure import ensure
+
+    now = dt.datetime.now(dt.UTC)
+    with local_ssm() as endpoint:
+        endpoint.reset()  # moto keeps state per process
+        store = ParameterStore()
+        outcome = ensure(store, parse_properties(rack, {}, now), rotate=False, now=now)
+        print(
+            f"docker-tls: --local: embedded SSM at {endpoint.endpoint}, seeded Rack {rack!r} "
+            f"with default properties ({outcome.action.value})",
+            file=err,
+        )
+        yield store
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    client: SSMClient | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """The ``docker-tls`` console script; ``client`` replaces the default SSM client."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.at is None:
+        args.at = dt.datetime.now(dt.UTC)
+    try:
+        with ExitStack() as stack:
+            if args.local:
+                store = stack.enter_context(_local_store(args.rack, err))
+            else:
+                store = ParameterStore(client)
+            return _COMMANDS[args.command](args, store, out, err)
+    except CliError as error:
+        print(f"docker-tls: {error}", file=err)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""``docker-tls plan``: what a Create/Update would do right now, per item; writes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from docker_tls_cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    parse_properties,
+    property_pairs,
+    read_bundle,
+    when,
+)
+from handler.bundle import Plan, plan
+from handler.store import ParameterStore
+
+_ACTION_SUMMARY = {
+    "created": "nothing is stored for this Rack: a new CA and leaves would be created",
+    "reused": "the bundle is healthy: nothing would be written",
+    "renewed": "the CA key is kept: running instances keep trusting the rack",
+    "rotated": (
+        "WARNING: a new CA. Every instance launched earlier trusts the old one and must be "
+        "replaced, or docker exec/run against it fails"
+    ),
+}
+
+
+def plan_report(result: Plan, rack: str, now: dt.datetime) -> dict[str, Any]:
+    """The plan as plain data (what ``--json`` prints)."""
+    return {
+        "rack": rack,
+        "prefix": result.names.prefix,
+        "as_of": when(now),
+        "action": result.action.value,
+        "writes_anything": result.writes_anything,
+        "removes_version_track": result.remove_version_track,
+        "items": [
+            {
+                "item": p.item.value,
+                "decision": p.decision.value,
+                "reason": p.reason,
+                "not_after": when(p.not_after),
+            }
+            for p in result
+        ],
+    }
+
+
+def _render_plan(report: Mapping[str, Any], out: TextIO) -> None:
+    print(
+        f"Plan for Rack {report['rack']!r} (prefix {report['prefix']}) as of {report['as_of']}",
+        file=out,
+    )
+    print(f"  {'item':<7} {'decision':<8} {'expires':<10}  reason", file=out)
+    for item in report["items"]:
+        expires = (item["not_after"] or "-")[:10]
+        print(
+            f"  {item['item']:<7} {item['decision']:<8} {expires:<10}  {item['reason']}", file=out
+        )
+    print(f"Action: {report['action']}: {_ACTION_SUMMARY[report['action']]}", file=out)
+    if report["removes_version_track"]:
+        print(f"  and the legacy {report['prefix']}-version-track parameter is removed", file=out)
+    print("(plan writes nothing)", file=out)
+
+
+def cmd_plan(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: TextIO) -> int:
+    now = args.at
+    props = parse_properties(args.rack, property_pairs(args.property), now)
+    stored = read_bundle(store, props.rack)
+    result = plan(stored.values, props, rotate=args.rotate, now=now)
+    report = plan_report(result, props.rack, now)
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        _render_plan(report, out)
+    if stored.empty:
+        print(f"docker-tls: {stored.not_found()}", file=err)
+        return EXIT_NOT_FOUND
+    return EXIT_OK
