@@ -17,7 +17,7 @@ import boto3
 
 from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
-from devkit.ssm_server import local_ssm
+from devkit.ssm_server import ssm_endpoint
 from handler import GENERATOR, GETTER
 from handler.bundle import BundleNames, Item
 from handler.certificates import (
@@ -80,12 +80,13 @@ def _expire_client_soon(ssm: Any, names: BundleNames) -> str:
 
 
 def main() -> int:
-    with local_ssm() as endpoint, response_receiver() as receiver:
-        ssm = boto3.client("ssm", endpoint_url=endpoint.endpoint)
+    with ssm_endpoint() as (url, lasting), response_receiver() as receiver:
+        ssm = boto3.client("ssm", endpoint_url=url)
         names = BundleNames.for_rack(RACK)
         props = {"Rack": RACK, "Version": "20261127000000", "KeyAlgorithm": "RSA-2048"}
+        kind = "AWS_ENDPOINT_URL_SSM" if lasting else "embedded, gone when the demo ends"
         print(
-            f"SSM endpoint {endpoint.endpoint}, CloudFormation receiver https://127.0.0.1:"
+            f"SSM endpoint {url} ({kind}), CloudFormation receiver https://127.0.0.1:"
             f"{receiver.port}, Rack {RACK!r} (prefix {names.prefix})\n"
         )
         print(f"{'step':<44} {'status':<8} {'Action':<9} {'CA fingerprint':<19} written")

@@ -2,10 +2,11 @@
 
 ``python -m devkit.invoke events/update.json`` (``make invoke EVENT=events/update.json``):
 
-* by default against the embedded SSM endpoint (moto's server on 127.0.0.1, empty at start),
-  with the event's ``ResponseURL`` replaced by a local HTTPS receiver's; prints the response
-  CloudFormation would get. Because the embedded store starts empty, an Update, a Delete or a
-  getter first gets a silent Create of the bundle it refers to (``--no-seed`` skips that);
+* by default against the SSM endpoint ``AWS_ENDPOINT_URL_SSM`` names (the lasting local one:
+  ``eval "$(make -s local-ssm)"``), else an embedded, throwaway one (moto's server on
+  127.0.0.1, empty at start), with the event's ``ResponseURL`` replaced by a local HTTPS
+  receiver's; prints the response CloudFormation would get. An Update, a Delete or a getter
+  whose bundle is not there first gets a silent Create of it (``--no-seed`` skips that);
 * with ``--aws`` against real AWS (standard credential chain and region). The response still
   goes to a local receiver unless ``--send`` also asks to PUT it to the event's ``ResponseURL``.
 
@@ -21,6 +22,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -228,7 +230,7 @@ def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
             EXIT_FAILED,
         )
     print(
-        f"invoke: seeded: the embedded SSM starts empty, so a Create for Rack {rack!r} "
+        f"invoke: seeded: the endpoint held no bundle for Rack {rack!r}, so a Create "
         f"(from {origin}) ran first; its response is not shown. --no-seed skips this.",
         file=note,
     )
@@ -248,9 +250,18 @@ def run(
         raise InvokeError(
             "--send needs --aws: a local run must not answer a real stack", EXIT_USAGE
         )
+    configured = os.environ.get("AWS_ENDPOINT_URL_SSM")
     local: AbstractContextManager[Any]
     if aws:
+        if configured:
+            raise InvokeError(
+                f"--aws, but AWS_ENDPOINT_URL_SSM={configured} would send SSM calls there: "
+                "unset it (and the local endpoint's fake credentials) to reach AWS",
+                EXIT_USAGE,
+            )
         print(f"invoke: real AWS ({_check_aws()})", file=note)
+        local = nullcontext()
+    elif configured:
         local = nullcontext()
     else:
         from devkit.ssm_server import local_ssm
@@ -260,12 +271,19 @@ def run(
         if endpoint is not None:
             endpoint.reset()  # moto keeps state per process: an earlier run's must not leak in
             print(
-                f"invoke: embedded SSM endpoint {endpoint.endpoint} (starts empty); the "
-                "ResponseURL is replaced by a local HTTPS receiver's",
+                f"invoke: embedded SSM endpoint {endpoint.endpoint}, throwaway: it starts empty "
+                'and is gone when this command ends (eval "$(make -s local-ssm)" gives one '
+                "that lasts); the ResponseURL is replaced by a local HTTPS receiver's",
                 file=note,
             )
-            if seed:
-                _seed(receiver, event, note)
+        elif configured:
+            print(
+                f"invoke: SSM endpoint {configured} (AWS_ENDPOINT_URL_SSM); the ResponseURL is "
+                "replaced by a local HTTPS receiver's",
+                file=note,
+            )
+        if not aws and seed:
+            _seed(receiver, event, note)
         if send:
             print("invoke: the response goes to the event's ResponseURL", file=note)
             return _via_event_url(event, note)

@@ -62,3 +62,15 @@ def local_ssm() -> Iterator[LocalSsm]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def ssm_endpoint() -> Iterator[tuple[str, bool]]:
+    """The SSM endpoint ``AWS_ENDPOINT_URL_SSM`` names (the lasting local one, or any other:
+    its contents are kept), else an embedded one gone at exit. Yields (URL, whether it lasts)."""
+    configured = os.environ.get("AWS_ENDPOINT_URL_SSM")
+    if configured:
+        yield configured, True
+        return
+    with local_ssm() as endpoint:
+        yield endpoint.endpoint, False

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -42,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--local",
             action="store_true",
-            help="try it out: an embedded SSM endpoint holding a default bundle for --rack",
+            help="use the lasting local SSM endpoint (make local-ssm; started if need be), "
+            "creating a default bundle for --rack there if it has none",
         )
         sub.add_argument(
             "--at",
@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export_cmd.add_argument("--force", action="store_true", help="overwrite existing files")
     export_cmd.add_argument(
-        "--host", help="host for DOCKER_HOST (default: the server certificate's first SAN)"
+        "--host",
+        help="host for DOCKER_HOST: an instance's name or address (default: the first name in "
+        "the daemons' certificate that is not this machine; required when there is none)",
     )
     export_cmd.add_argument("--port", type=int, default=DOCKER_TLS_PORT)
     return parser
@@ -86,30 +88,32 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export}
 
 
-@contextmanager
-def _local_store(rack: str, err: TextIO) -> Iterator[ParameterStore]:
-    """An embedded SSM endpoint holding the bundle a Create with only ``Rack`` makes (so that
-    ``plan --property …`` shows what changing a property would do)."""
+def _local_store(rack: str, err: TextIO) -> ParameterStore:
+    """The lasting local SSM endpoint (started if need be), holding a bundle for ``rack``: the
+    one an earlier command or ``make invoke`` made, else one a Create with only ``Rack``
+    makes now. Every later ``--local`` command sees the same bundle."""
     try:
-        from devkit.ssm_server import local_ssm
+        from devkit import local_endpoint
     except ImportError as error:
         raise CliError(
             f"--local needs the development extras ({error.name} is missing): "
             "pip install -e '.[dev]'"
         ) from None
+    from handler.bundle import BundleNames
     from handler.ensure import ensure
 
-    now = dt.datetime.now(dt.UTC)
-    with local_ssm() as endpoint:
-        endpoint.reset()  # moto keeps state per process
-        store = ParameterStore()
+    def note(text: str) -> None:
+        print(f"docker-tls: --local: {text}", file=err)
+
+    try:
+        store = local_endpoint.store(note)
+    except local_endpoint.EndpointError as error:
+        raise CliError(str(error)) from None
+    if not store.read(BundleNames.for_rack(rack).material):
+        now = dt.datetime.now(dt.UTC)
         outcome = ensure(store, parse_properties(rack, {}, now), rotate=False, now=now)
-        print(
-            f"docker-tls: --local: embedded SSM at {endpoint.endpoint}, seeded Rack {rack!r} "
-            f"with default properties ({outcome.action.value})",
-            file=err,
-        )
-        yield store
+        note(f"Rack {rack!r} had no bundle there: {outcome.action.value} one (default properties)")
+    return store
 
 
 def main(
@@ -127,12 +131,8 @@ def main(
     if args.at is None:
         args.at = dt.datetime.now(dt.UTC)
     try:
-        with ExitStack() as stack:
-            if args.local:
-                store = stack.enter_context(_local_store(args.rack, err))
-            else:
-                store = ParameterStore(client)
-            return _COMMANDS[args.command](args, store, out, err)
+        store = _local_store(args.rack, err) if args.local else ParameterStore(client)
+        return _COMMANDS[args.command](args, store, out, err)
     except CliError as error:
         print(f"docker-tls: {error}", file=err)
         return error.exit_code

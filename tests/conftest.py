@@ -33,6 +33,22 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def lasting_endpoint(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The lasting local SSM endpoint (devkit.local_endpoint) with a state directory and port of
+    the test's own, never the developer's; stopped afterwards. Yields the state directory."""
+    from devkit import local_endpoint
+    from devkit.ssm_server import free_port
+
+    directory = tmp_path / "local-ssm"
+    monkeypatch.setenv(local_endpoint.STATE_DIR_ENV, str(directory))
+    monkeypatch.setenv(local_endpoint.PORT_ENV, str(free_port()))
+    try:
+        yield directory
+    finally:
+        local_endpoint.stop(directory)
+
+
+@pytest.fixture
 def ssm() -> Iterator[Any]:
     """An in-process moto SSM client."""
     with mock_aws():
