@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import os
 import stat
 import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
 from docker_tls_cli.common import (
     EXIT_OK,
+    EXIT_USAGE,
     CliError,
     health_properties,
     parse_properties,
     read_bundle,
     stored_cert,
 )
-from handler.bundle import Decision, Item, plan
+from handler.bundle import BundleNames, Decision, Item, plan
 from handler.certificates import (
     Unreadable,
     certificate_from_stored,
@@ -44,6 +48,61 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _is_this_machine(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost")
+
+
+def named_by(host: str, names: Sequence[str]) -> bool:
+    """Whether a certificate with these SANs is valid for ``host``: an exact name or address,
+    or a wildcard standing for exactly the leftmost label (as Go, OpenSSL and Python match)."""
+    host = host.lower().rstrip(".")
+    with suppress(ValueError):
+        host = str(ipaddress.ip_address(host))
+    for name in names:
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+def _docker_host(
+    given: str | None, values: Mapping[str, str], names: BundleNames, err: TextIO
+) -> str:
+    """The host for DOCKER_HOST: ``--host``, else the daemons' first name that is not this
+    machine (said on stderr). Never silently this machine: a bundle whose daemons are named
+    only localhost/127.0.0.1 needs ``--host``."""
+    server = stored_cert(values, names.cert(Item.SERVER))
+    sans = list(subject_alt_names(server)) if server is not None else []
+    valid = f"valid for {', '.join(sans)}" if sans else "no server certificate stored"
+    if given:
+        if sans and not named_by(given, sans):
+            print(
+                f"docker-tls: warning: {given} is not in the daemons' certificate ({valid}): "
+                "docker will refuse the connection",
+                file=err,
+            )
+        return given
+    remote = [name for name in sans if not name.startswith("*.") and not _is_this_machine(name)]
+    if not remote:
+        raise CliError(
+            f"pass --host: the daemons' certificate names no host but this machine ({valid}), "
+            "so DOCKER_HOST would reach the Docker on this machine, not a fleet's daemon. "
+            "Use an instance's name or address, or --host localhost for a daemon you started "
+            "here with these files",
+            EXIT_USAGE,
+        )
+    print(
+        f"docker-tls: DOCKER_HOST uses {remote[0]}, the first name in the daemons' certificate "
+        f"that is not this machine ({valid}); --host picks another",
+        file=err,
+    )
+    return remote[0]
 
 
 def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: TextIO) -> int:
@@ -85,6 +144,8 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
                 file=err,
             )
 
+    host = None if args.server else _docker_host(args.host, values, names, err)
+
     directory = args.dir.expanduser().absolute()
     targets = {filename: directory / filename for filename in wanted}
     existing = [str(path) for path in targets.values() if path.exists()]
@@ -119,21 +180,7 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
         )
         print(flags, file=out)
         return EXIT_OK
-    server = stored_cert(values, names.cert(Item.SERVER))
-    sans = list(subject_alt_names(server)) if server is not None else []
-    host = args.host or next(iter(sans), "localhost")
-    if sans and host not in sans:
-        print(
-            f"docker-tls: warning: {host} is not in the daemons' certificate "
-            f"(valid for {', '.join(sans)}): docker will refuse the connection",
-            file=err,
-        )
-    elif not args.host and len(sans) > 1:
-        print(
-            f"docker-tls: the daemons' certificate is valid for {', '.join(sans)}; "
-            "--host picks another",
-            file=err,
-        )
+    assert host is not None, "a client export chose its host before writing"
     print(f"export DOCKER_HOST=tcp://{host}:{args.port}", file=out)
     print("export DOCKER_TLS_VERIFY=1", file=out)
     print(f"export DOCKER_CERT_PATH={directory}", file=out)

@@ -326,7 +326,9 @@ def test_export_writes_docker_client_files(
     recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
 ) -> None:
     directory = tmp_path / "nested" / "certs"
-    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(directory), *AT)
+    code, out, err = run(
+        recording, "export", "--rack", RACK, "--dir", str(directory), "--host", "localhost", *AT
+    )
     assert code == cli.EXIT_OK, err
     assert sorted(p.name for p in directory.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
     assert _mode(directory) == 0o700
@@ -354,13 +356,16 @@ def test_export_refuses_to_overwrite_without_force(
 ) -> None:
     (tmp_path / "key.pem").write_text("keep me")
     (tmp_path / "key.pem").chmod(0o644)
-    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path))
+    local = ["--host", "localhost"]
+    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), *local)
     assert code == cli.EXIT_ERROR
     assert "already exist" in err and "--force" in err
     assert (tmp_path / "key.pem").read_text() == "keep me"
     assert not (tmp_path / "ca.pem").exists()
 
-    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--force")
+    code, _, err = run(
+        recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--force", *local
+    )
     assert code == cli.EXIT_OK, err
     assert (tmp_path / "key.pem").read_bytes() == base64.b64decode(seeded[NAMES.key(Item.CLIENT)])
     assert _mode(tmp_path / "key.pem") == 0o600
@@ -386,7 +391,7 @@ def test_export_server_files_and_dockerd_flags(
     )
 
 
-def test_export_warns_about_a_host_the_certificate_does_not_name(
+def test_export_warns_about_a_host_and_port_the_certificate_does_not_name(
     recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
 ) -> None:
     argv = ["--dir", str(tmp_path), "--host", "docker.example.com", "--port", "2377"]
@@ -400,11 +405,61 @@ def test_export_warns_about_an_item_near_expiry(
     recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
 ) -> None:
     code, _, err = run(
-        recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--at", "2126-10-01"
+        recording,
+        "export",
+        *("--rack", RACK, "--dir", str(tmp_path), "--at", "2126-10-01", "--host", "localhost"),
     )
     assert code == cli.EXIT_OK
     assert "warning: client is not healthy" in err
     assert "within RenewBeforeDays" in err
+
+
+def test_export_needs_a_host_when_the_daemons_are_named_only_as_this_machine(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    """The default SANs (localhost, 127.0.0.1) would make DOCKER_HOST this machine's own
+    Docker: refused before anything is written, naming --host."""
+    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path / "c"))
+    assert code == cli.EXIT_USAGE
+    assert "pass --host" in err
+    assert "valid for localhost, 127.0.0.1" in err
+    assert out == ""
+    assert not (tmp_path / "c").exists()
+
+
+def test_export_says_which_host_it_chose_and_why(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path
+) -> None:
+    sans = ("localhost", "127.0.0.1", "*.ec2.internal", "docker.rack.internal", "10.0.0.5")
+    ensure(store, props(RACK, server_subject_alt_names=sans), rotate=False, now=NOW)
+    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path / "c"))
+    assert code == cli.EXIT_OK, err
+    assert "export DOCKER_HOST=tcp://docker.rack.internal:2376" in out.splitlines()
+    assert "DOCKER_HOST uses docker.rack.internal, the first name" in err
+    assert "not this machine" in err
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("ip-10-0-1-23.ec2.internal", False),  # under the wildcard
+        ("a.b.ec2.internal", True),  # a wildcard covers one label only
+        ("ec2.internal", True),
+        ("10.0.0.5", False),
+        ("10.0.0.6", True),
+    ],
+)
+def test_export_matches_the_host_as_tls_clients_do(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path, host: str, warned: bool
+) -> None:
+    sans = ("*.ec2.internal", "10.0.0.5")
+    ensure(store, props(RACK, server_subject_alt_names=sans), rotate=False, now=NOW)
+    code, out, err = run(
+        recording, "export", "--rack", RACK, "--dir", str(tmp_path / "c"), "--host", host
+    )
+    assert code == cli.EXIT_OK, err
+    assert f"export DOCKER_HOST=tcp://{host}:2376" in out.splitlines()
+    assert ("is not in the daemons' certificate" in err) is warned
 
 
 def test_export_refuses_a_key_that_does_not_match(
@@ -499,14 +554,27 @@ def test_no_region(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "no AWS region" in err
 
 
-def test_local_mode_runs_against_an_embedded_endpoint() -> None:
+def test_local_mode_uses_one_lasting_endpoint(lasting_endpoint: Path, tmp_path: Path) -> None:
+    """Every --local command sees the same bundle: the server and the client exported in
+    separate calls share one CA (they used to get one embedded, throwaway CA each)."""
     code, out, err = run(None, "plan", "--rack", "local-rack", "--local", "--json")
     assert code == cli.EXIT_OK, err
     assert json.loads(out)["action"] == "reused"
+    assert "had no bundle there: created one" in err
+    assert "it lasts" in err
     code, out, err = run(None, "plan", "--rack", "local-rack", "--local", *ECDSA, "--json")
     assert code == cli.EXIT_OK, err
     assert [i["decision"] for i in json.loads(out)["items"]] == ["reuse", "reissue", "reissue"]
-    assert "--local: embedded SSM at http://127.0.0.1:" in err
+    assert "had no bundle" not in err
+    exported = []
+    for extra in (["--server"], ["--host", "localhost"]):
+        directory = tmp_path / extra[0]
+        code, _, err = run(
+            None, "export", "--rack", "local-rack", "--local", "--dir", str(directory), *extra
+        )
+        assert code == cli.EXIT_OK, err
+        exported.append((directory / "ca.pem").read_bytes())
+    assert exported[0] == exported[1]
     assert "AWS_ENDPOINT_URL_SSM" not in os.environ
 
 
