@@ -10,14 +10,18 @@ SAM_CLI_VERSION := 1.170.0
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
-.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local bench-runtime
+.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local bench-runtime local-ssm local-ssm-stop
 
+# One line per step; pip's own output goes to $(VENV)/install.log, shown only if a step fails.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "make: creating $(VENV) ($$($(PYTHON) --version))"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "make: installing docker-tls and its development tools into $(VENV) (about a minute, once)"
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
 
 ## Run a whole stack lifecycle locally (SSM endpoint + CloudFormation receiver in-process).
 demo: $(STAMP)
@@ -28,18 +32,20 @@ demo: $(STAMP)
 test: lint $(SAM_STAMP)
 	$(BIN)/python -m pytest -q
 
-## The tests that need no Docker daemon.
+## The fast tests, on both cores: no Docker daemon, no SAM, none of the slow matrices (under a
+## minute here). make test runs everything.
 quick: lint
-	$(BIN)/python -m pytest -q -m 'not dockerd and not sam'
+	$(BIN)/python -m pytest -q -n 2 -m 'not dockerd and not sam and not slow'
 
-## The same tests on Python 3.13, the Lambda runtime's version, in .venv-3.13
+## Every test that needs no Docker daemon (the slow ones included) on Python 3.13, the Lambda
+## runtime's version, in .venv-3.13
 ## (the interpreter from PATH or pyenv: scripts/find_python.sh).
 test-py313:
 	@python=$$(scripts/find_python.sh 3.13) && \
 	  $(MAKE) --no-print-directory VENV=.venv-3.13 PYTHON=$$python pytest-quick
 
 pytest-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not dockerd and not sam'
+	$(BIN)/python -m pytest -q -n 2 -m 'not dockerd and not sam'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -63,11 +69,12 @@ reliability: $(STAMP)
 	$(BIN)/python scripts/reliability_report.py
 
 $(SAM_STAMP):
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
-	rm -f $(SAM_VENV)/.installed-*
-	touch $@
+	@echo "make: installing the AWS SAM CLI $(SAM_CLI_VERSION) into $(SAM_VENV) (about 30 s, once)"
+	@$(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION) \
+	  > $(SAM_VENV)/install.log 2>&1 || { cat $(SAM_VENV)/install.log; exit 1; }
+	@rm -f $(SAM_VENV)/.installed-*
+	@touch $@
 
 ## Install the AWS SAM CLI into .venv-sam (used by sam-local and its test).
 sam-cli: $(SAM_STAMP)
@@ -77,6 +84,14 @@ sam-cli: $(SAM_STAMP)
 ## Needs a Docker engine (or root + dockerd); ARGS='--image debian' forces the offline image.
 sam-local: $(STAMP) $(SAM_STAMP)
 	$(BIN)/python -m devkit.sam_local $(ARGS)
+
+## A local SSM endpoint that lasts (moto, state kept on disk) for every local command:
+## eval "$$(make -s local-ssm)" points this shell's docker-tls, make invoke and make demo at it.
+local-ssm: $(STAMP)
+	@$(BIN)/python -m devkit.local_endpoint start
+
+local-ssm-stop: $(STAMP)
+	@$(BIN)/python -m devkit.local_endpoint stop
 
 ## Run the handler on a CloudFormation event without Docker (embedded SSM, local receiver):
 ## make invoke EVENT=events/update.json [ARGS='--aws' | ARGS='--no-seed']

@@ -269,6 +269,7 @@ def test_adopting_an_old_rack_through_the_handler(invoke: Invoke, ssm: Any) -> N
     assert response["Data"]["CACertificate"] == stored[NAMES.cert(Item.CA)]
 
 
+@pytest.mark.slow  # waits out a 3-second Lambda budget
 def test_the_timeout_guard_answers_once_with_the_chosen_id(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,9 @@ from tests.reliability_support import (
     versions,
 )
 
+# The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
+pytestmark = pytest.mark.slow
+
 WRITERS = 8
 ROUNDS = 5
 RACK = "concurrent"

@@ -39,6 +39,9 @@ from tests.reliability_support import (
     versions,
 )
 
+# The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
+pytestmark = pytest.mark.slow
+
 __all__ = ["no_backoff"]  # the fixture, re-exported for pytest
 
 RACK = "faults"

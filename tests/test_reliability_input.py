@@ -42,6 +42,10 @@ from handler.store import ParameterStore
 from tests.conftest import RecordingClient, props
 from tests.reliability_support import Record, assert_healthy, figure, stored_values, versions
 
+# The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
+pytestmark = pytest.mark.slow
+
+
 RACK = "input"
 NAMES = BundleNames.for_rack(RACK)
 HEX = NAMES.prefix

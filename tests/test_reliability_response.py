@@ -29,6 +29,10 @@ from handler.store import ParameterStore
 from tests.conftest import NOW, RecordingClient, client_error, props
 from tests.reliability_support import Record, figure
 
+# The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
+pytestmark = pytest.mark.slow
+
+
 RACK = "response"
 NAMES = BundleNames.for_rack(RACK)
 HEX = NAMES.prefix
