@@ -43,3 +43,48 @@ def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
     assert calls["Create, empty store"]["calls"]["PutParameter"] == 6
     assert calls["Delete"]["calls"] == {"DeleteParameters": 1}
     assert "handler compute (total - SSM)" in result["series"]
+
+
+VERDICT_PROBE = """
+import json, sys
+sys.path.insert(0, "bench")
+import run
+
+def one(compute_ms, ratio, cold_ms, reads=1):
+    return {
+        "calls": {"Update, reuse": {"reads": reads, "writes": 0}},
+        "reuse": {"handler compute (total - SSM)": compute_ms / 1000},
+        "create": {"openssl_ratio": ratio},
+        "cold": {"overhead": cold_ms / 1000, "clients": 0},
+        "memory": {"RSA-4096 no moto": 60.0},
+    }
+
+steady = run.targets([one(1.2, 4.8, 12), one(1.3, 5.1, 13), one(1.4, 4.6, 11)])
+flipping = run.targets([one(1.2, 4.8, 12), one(1.3, 3.9, 13), one(1.4, 5.4, 21)])
+print(json.dumps({"steady": steady, "flipping": flipping}))
+"""
+
+
+def test_a_target_is_judged_on_its_worst_run_and_the_sentence_agrees() -> None:
+    """A verdict that one lucky run could flip is no verdict: the ratio is judged on its
+    lowest run, the costs on their highest, and the summary sentence says the same."""
+    proc = subprocess.run(
+        [sys.executable, "-c", VERDICT_PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    steady, flipping = result["steady"], result["flipping"]
+    assert steady.startswith("**All 7 targets are met** on the conservative figure of 3 runs.")
+    assert "**no**" not in steady
+    assert flipping.startswith("**5 of 7 targets are met**")
+    assert "OpenSSL recipe / our Create, RSA-2048 (medians of the run) (3.9x, wanted ≥ 4)" in (
+        flipping
+    )
+    assert "cold-start overhead over bare boto3 + x509 (21ms, wanted ≤ 20)" in flipping
+    ratio_row = next(line for line in flipping.splitlines() if line.startswith("| OpenSSL"))
+    assert "| 3 | 3.9x | 4.8x | 5.4x | min: 3.9x | **no** |" in ratio_row
