@@ -146,7 +146,9 @@ def _get(event: Mapping[str, Any]) -> str:
         )
     helper.NoEcho = names.is_key(key)
     helper.Data = data
-    return key
+    # A getter's identity never changes: a new id on Update would read to CloudFormation as a
+    # replacement (getters adopted from the convox handler carry hex(Rack) as theirs).
+    return str(event.get("PhysicalResourceId") or key)
 
 
 @helper.create

@@ -170,6 +170,26 @@ def test_getter_returns_the_value_and_hides_keys(invoke: Invoke, ssm: Any) -> No
         assert response["PhysicalResourceId"] == name
 
 
+@pytest.mark.parametrize("physical_id", [HEX, NAMES.cert(Item.SERVER)])
+def test_a_getter_update_keeps_the_id_it_has(invoke: Invoke, physical_id: str) -> None:
+    """Getters adopted from the convox handler carry hex(Rack) as their id; answering an Update
+    with another id (the parameter name) would make CloudFormation replace them."""
+    invoke("Create", BASE)
+    properties = {"Rack": RACK, "ParameterKey": NAMES.cert(Item.CA), "Version": "2"}
+    old = {**properties, "Version": "1"}
+    response = invoke(
+        "Update",
+        properties,
+        resource_type=GETTER,
+        physical_id=physical_id,
+        old_properties=old,
+        logical_id="DockerTLSCA",
+    )
+    assert response["Status"] == "SUCCESS", response["Reason"]
+    assert response["PhysicalResourceId"] == physical_id
+    assert response["Data"]["Value"].startswith("LS0t")
+
+
 @pytest.mark.parametrize(
     "key",
     [
