@@ -47,9 +47,7 @@ def _missing_peer() -> str | None:
 def test_the_shipped_events_run_in_the_runtime_container() -> None:
     missing = _missing_peer()
     if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the SAM lifecycle: {missing}")
-        pytest.skip(missing)
+        pytest.skip(missing)  # a failure under CI=true (tests/conftest.py)
     report = sam_local.run(image_choice="debian", note=print)
     print(sam_local.table(report))
     assert [s.name for s in report.steps] == list(sam_local.STEPS)
