@@ -7,7 +7,9 @@ import argparse
 import base64
 import ipaddress
 import os
+import shutil
 import stat
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -105,6 +107,46 @@ def _docker_host(
     return remote[0]
 
 
+def _docker_cli(args: argparse.Namespace, directory: Path) -> str:
+    """The docker CLI a ``--context`` needs, checked before anything is written."""
+    if args.server:
+        raise CliError("--context is for a client export (it names the daemon to dial)", EXIT_USAGE)
+    if "," in str(directory) or "=" in str(directory):
+        raise CliError("--context needs a --dir without ',' or '=' (docker's --docker syntax)")
+    docker = shutil.which("docker")
+    if docker is None:
+        raise CliError("--context needs the docker CLI on PATH")
+    return docker
+
+
+def _docker_context(
+    docker: str, name: str, host: str, targets: Mapping[str, Path], err: TextIO
+) -> None:
+    """Create the Docker context ``name`` for ``host`` with the exported files, or update it:
+    today's way to name a remote daemon (``docker --context NAME …``, ``docker context use``).
+    Docker copies the files into its own context store (~/.docker/contexts, or DOCKER_CONFIG)."""
+    endpoint = (
+        f"host={host},ca={targets['ca.pem']},cert={targets['cert.pem']},key={targets['key.pem']}"
+    )
+    exists = subprocess.run(
+        [docker, "context", "inspect", name], capture_output=True, text=True, check=False
+    )
+    verb = "update" if exists.returncode == 0 else "create"
+    done = subprocess.run(
+        [docker, "context", verb, name, "--description", "docker-tls export", "--docker", endpoint],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise CliError(f"docker context {verb} {name} failed: {done.stderr.strip()[-300:]}")
+    print(
+        f"docker-tls: docker context {name} {verb}d for {host} "
+        f"(docker --context {name} version, or docker context use {name})",
+        file=err,
+    )
+
+
 def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: TextIO) -> int:
     now = args.at
     parse_properties(args.rack, {}, now)
@@ -145,8 +187,8 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
             )
 
     host = None if args.server else _docker_host(args.host, values, names, err)
-
     directory = args.dir.expanduser().absolute()
+    docker = _docker_cli(args, directory) if args.context else None
     targets = {filename: directory / filename for filename in wanted}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing and not args.force:
@@ -181,6 +223,8 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
         print(flags, file=out)
         return EXIT_OK
     assert host is not None, "a client export chose its host before writing"
+    if docker is not None:
+        _docker_context(docker, args.context, f"tcp://{host}:{args.port}", targets, err)
     print(f"export DOCKER_HOST=tcp://{host}:{args.port}", file=out)
     print("export DOCKER_TLS_VERIFY=1", file=out)
     print(f"export DOCKER_CERT_PATH={directory}", file=out)

@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the daemons' certificate that is not this machine; required when there is none)",
     )
     export_cmd.add_argument("--port", type=int, default=DOCKER_TLS_PORT)
+    export_cmd.add_argument(
+        "--context",
+        metavar="NAME",
+        help="also create (or update) the Docker context NAME for that host with these files",
+    )
     return parser
 
 

@@ -35,6 +35,7 @@ from handler.ensure import ensure
 from handler.properties import parse_generator
 from handler.store import ParameterStore
 from tests.conftest import NOW, RecordingClient, client_error, props, ssm_versions
+from tests.peers import DOCKER_CLI, docker_cli_available
 
 RACK = "cli-rack"
 NAMES = BundleNames.for_rack(RACK)
@@ -460,6 +461,58 @@ def test_export_matches_the_host_as_tls_clients_do(
     assert code == cli.EXIT_OK, err
     assert f"export DOCKER_HOST=tcp://{host}:2376" in out.splitlines()
     assert ("is not in the daemons' certificate" in err) is warned
+
+
+def _context(config: Path, name: str) -> dict[str, Any]:
+    shown = subprocess.run(
+        [DOCKER_CLI, "context", "inspect", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DOCKER_CONFIG": str(config)},
+    )
+    found: list[dict[str, Any]] = json.loads(shown.stdout)
+    return found[0]
+
+
+def test_export_creates_then_updates_a_docker_context(
+    recording: RecordingClient,
+    tmp_path: Path,
+    seeded: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not docker_cli_available():
+        pytest.skip("needs the docker CLI")  # a failure under CI=true
+    config = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setenv("PATH", f"{Path(DOCKER_CLI).parent}:{os.environ['PATH']}")
+    directory = tmp_path / "certs"
+    argv = ["export", "--rack", RACK, "--dir", str(directory), "--context", "rack-a"]
+    code, out, err = run(recording, *argv, "--host", "localhost")
+    assert code == cli.EXIT_OK, err
+    assert "export DOCKER_HOST=tcp://localhost:2376" in out.splitlines()  # eval still works
+    assert "docker context rack-a created for tcp://localhost:2376" in err
+    endpoint = _context(config, "rack-a")["Endpoints"]["docker"]
+    assert endpoint["Host"] == "tcp://localhost:2376"
+    assert endpoint["SkipTLSVerify"] is False
+    tls = _context(config, "rack-a")["Storage"]["TLSPath"]
+    stored_key = Path(tls) / "docker" / "key.pem"
+    assert stored_key.read_bytes() == (directory / "key.pem").read_bytes()
+    # Again for another host: the context is updated, not duplicated.
+    code, _, err = run(recording, *argv, "--host", "127.0.0.1", "--port", "2377", "--force")
+    assert code == cli.EXIT_OK, err
+    assert "docker context rack-a updated for tcp://127.0.0.1:2377" in err
+    assert _context(config, "rack-a")["Endpoints"]["docker"]["Host"] == "tcp://127.0.0.1:2377"
+
+
+def test_a_context_is_refused_for_a_server_export_before_anything_is_written(
+    recording: RecordingClient, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    argv = ["export", "--rack", RACK, "--dir", str(tmp_path / "s"), "--server", "--context", "x"]
+    code, _, err = run(recording, *argv)
+    assert code == cli.EXIT_USAGE
+    assert "--context is for a client export" in err
+    assert not (tmp_path / "s").exists()
 
 
 def test_export_refuses_a_key_that_does_not_match(

@@ -155,3 +155,14 @@ def test_the_readme_story_gets_to_docker_version_over_mutual_tls(
         version = _run(DOCKER_CLI, "version", "--format", "{{.Server.Version}}", env=shell)
         assert version.returncode == 0, version.stderr
         assert version.stdout.strip()
+        # The same client as a Docker context, today's way to name a remote daemon.
+        port = ["--host", "localhost", "--port", str(daemon.port), "--force"]
+        contexted = _run(*export, "--dir", str(client_dir), *port, "--context", "story", env=shell)
+        assert contexted.returncode == 0, contexted.stderr
+        plain = {k: v for k, v in shell.items() if k not in ("DOCKER_HOST", "DOCKER_TLS_VERIFY")}
+        plain.pop("DOCKER_CERT_PATH")
+        plain["PATH"] = f"{Path(DOCKER_CLI).parent}:{plain.get('PATH', '')}"
+        server_version = ["version", "--format", "{{.Server.Version}}"]
+        via = _run(DOCKER_CLI, "--context", "story", *server_version, env=plain)
+        assert via.returncode == 0, via.stderr
+        assert via.stdout == version.stdout
