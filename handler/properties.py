@@ -117,25 +117,60 @@ def _key_algorithm(properties: Mapping[str, Any]) -> KeyAlgorithm:
     raise PropertyError("KeyAlgorithm", f"must be one of {choices}, got {value!r}")
 
 
+#: Multi-label public suffixes a wildcard must not sit directly on. Not the whole Public Suffix
+#: List (single-label top-level domains are refused by counting labels): the registries and
+#: shared hosting domains a template is most likely to name, where one certificate would
+#: claim every tenant's names.
+PUBLIC_SUFFIXES = frozenset(
+    {
+        "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "com.au", "net.au", "org.au", "co.nz",
+        "co.jp", "ne.jp", "or.jp", "com.br", "com.cn", "com.hk", "com.sg", "com.tw", "co.in",
+        "co.kr", "co.za", "com.mx", "com.ar", "com.tr", "co.il", "com.my",
+        "amazonaws.com", "compute.amazonaws.com", "elb.amazonaws.com", "s3.amazonaws.com",
+        "cloudfront.net", "azurewebsites.net", "cloudapp.net", "appspot.com", "herokuapp.com",
+        "github.io", "vercel.app", "netlify.app", "pages.dev", "workers.dev",
+    }
+)  # fmt: skip
+
+
 def normalize_host(entry: str) -> str:
-    """A SAN entry as it will appear in the certificate, or ValueError saying why not."""
+    """A SAN entry as it will appear in the certificate, or ValueError completing the sentence
+    "ServerSubjectAltNames entry '…' is …"."""
     text = entry.strip()
-    if not text:
-        raise ValueError("an empty entry")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
         pass
     name = text.lower().rstrip(".")
     labels = name.split(".")
-    if name.startswith("*."):
-        labels = labels[1:]  # one leading wildcard label, as in a DNS SAN
-    if len(name) > 253 or not labels or not all(_DNS_LABEL.match(label) for label in labels):
-        raise ValueError(f"{entry!r} is neither an IP address nor a DNS name")
+    wildcard = labels[0] == "*"
+    if wildcard:
+        labels = labels[1:]
+    if "*" in ".".join(labels):
+        raise ValueError(
+            "a wildcard that is not the whole leftmost label: clients match only '*.' "
+            "followed by a name, e.g. '*.ec2.internal'"
+        )
+    if wildcard and not labels:
+        raise ValueError(
+            "a wildcard for every name: name the fleet's domain, e.g. '*.ec2.internal'"
+        )
+    if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ValueError("neither an IP address nor a DNS name")
     if labels[-1].isdigit():
         # No top-level domain is numeric: "300.1.1.1" or "10.0.0" is a mistyped IP address,
         # which clients would dial as an IP and never match against a DNS entry.
-        raise ValueError(f"{entry!r} is neither an IP address nor a DNS name")
+        raise ValueError("neither an IP address nor a DNS name (a mistyped IP address?)")
+    if wildcard and len(labels) < 2:
+        raise ValueError(
+            f"a wildcard on a top-level domain ({labels[0]}): it would cover every name "
+            "under it; a wildcard needs at least two labels after '*.'"
+        )
+    if wildcard and ".".join(labels) in PUBLIC_SUFFIXES:
+        raise ValueError(
+            f"a wildcard on a public suffix ({'.'.join(labels)}): it would cover every "
+            "domain registered under it"
+        )
     return name
 
 
@@ -151,13 +186,17 @@ def _server_sans(properties: Mapping[str, Any]) -> tuple[str, ...]:
     else:
         raise PropertyError(name, "must be a list or a comma-separated string")
     names: list[str] = []
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, str):
             raise PropertyError(name, f"entries must be strings, got {entry!r}")
+        if not entry.strip():
+            raise PropertyError(
+                name, f"entry {number} is empty (two commas in a row, or one at an end)"
+            )
         try:
             host = normalize_host(entry)
         except ValueError as error:
-            raise PropertyError(name, f"has {error}") from None
+            raise PropertyError(name, f"entry {entry.strip()[:80]!r} is {error}") from None
         if host not in names:
             names.append(host)
     if not names:

@@ -53,6 +53,48 @@ def test_a_list_of_sans_is_accepted() -> None:
     assert parsed.server_subject_alt_names == ("*.docker.internal",)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "*.ec2.internal",
+        "*.us-east-1.compute.internal",
+        "*.eu-west-1.compute.internal",
+        "*.rack.example.com",
+        "*.compute.internal",  # three labels: no instance name is directly under it, but allowed
+    ],
+)
+def test_a_fleet_wide_wildcard_is_accepted(name: str) -> None:
+    parsed = parse_generator({"Rack": "r", "ServerSubjectAltNames": f"localhost,{name}"}, NOW)
+    assert parsed.server_subject_alt_names == ("localhost", name)
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("*", "'*' is a wildcard for every name"),
+        ("*.com", "'*.com' is a wildcard on a top-level domain (com)"),
+        ("*.internal", "'*.internal' is a wildcard on a top-level domain (internal)"),
+        ("*.co.uk", "'*.co.uk' is a wildcard on a public suffix (co.uk)"),
+        ("*.amazonaws.com", "'*.amazonaws.com' is a wildcard on a public suffix (amazonaws.com)"),
+        ("a*.example.com", "'a*.example.com' is a wildcard that is not the whole leftmost label"),
+        ("*a.example.com", "'*a.example.com' is a wildcard that is not the whole leftmost label"),
+        ("foo.*.example.com", "is a wildcard that is not the whole leftmost label"),
+        ("*.*.example.com", "is a wildcard that is not the whole leftmost label"),
+        ("a,,b", "entry 2 is empty"),
+        ("a,", "entry 2 is empty"),
+        ("under_score.example", "'under_score.example' is neither an IP address nor a DNS name"),
+        ("300.1.1.1", "'300.1.1.1' is neither an IP address nor a DNS name"),
+        ("a" * 64 + ".com", "is neither an IP address nor a DNS name"),
+    ],
+)
+def test_a_bad_server_name_is_refused_with_a_sentence_naming_it(entry: str, why: str) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", "ServerSubjectAltNames": entry}, NOW)
+    message = str(raised.value)
+    assert message.startswith("ServerSubjectAltNames entry ")
+    assert why in message
+
+
 BAD_GENERATOR: list[tuple[dict[str, Any], str]] = [
     ({}, "Rack"),
     ({"Rack": ""}, "Rack"),
