@@ -152,6 +152,7 @@ def docker_cli(
     host: str = _LOOPBACK,
     verify_server: bool = True,
     timeout: float = 30,
+    resolve: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``docker -H tcp://HOST:PORT <TLS flags> ARGS...`` and capture its output.
 
@@ -162,6 +163,11 @@ def docker_cli(
     ``DOCKER_CONFIG`` (so it never reads ~/.docker or default cert paths) and an environment
     without DOCKER_* and proxy variables.
     Never raises on a nonzero exit; raises ``subprocess.TimeoutExpired`` after ``timeout``.
+
+    ``resolve`` (name -> address) makes names resolvable for this one run, the way an
+    instance's private DNS name resolves inside a VPC: the CLI runs in a mount namespace of
+    its own (``unshare --mount``) with a hosts file bound over /etc/hosts. The machine's own
+    /etc/hosts is never touched. Needs root.
     """
     if verify_server and ca_pem is None:
         raise ValueError("verify_server=True needs ca_pem")
@@ -194,6 +200,23 @@ def docker_cli(
         if "cert.pem" in paths:
             argv += [f"--tlscert={paths['cert.pem']}", f"--tlskey={paths['key.pem']}"]
         argv += list(args)
+        if resolve:
+            hosts = _write_private(
+                tmp / "hosts",
+                "".join(f"{address} {name}\n" for name, address in resolve.items()).encode(),
+                mode=0o644,
+            )
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"',
+                str(hosts),
+                *argv,
+            ]
         return subprocess.run(
             argv,
             check=False,

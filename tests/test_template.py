@@ -675,3 +675,77 @@ def test_an_empty_response_ca_variable_means_the_system_trust_store(
     # Port 9 on loopback: refused at once, after the TLS context was made.
     cfn.send_response("https://127.0.0.1:9/r", {"Status": "SUCCESS"}, attempts=1)
     assert seen == [None]
+
+
+# --------------------------------------------------------------------------------------------
+# The example's server names: every instance's private DNS name, in every region
+# --------------------------------------------------------------------------------------------
+
+
+def resolve(node: Any, tpl: Template, parameters: dict[str, str], region: str) -> Any:
+    """Evaluate the intrinsic functions the generator's properties use, as CloudFormation
+    would for a stack in ``region`` with ``parameters`` (defaults for the rest)."""
+    values = (
+        {name: str(spec.get("Default", "")) for name, spec in tpl["Parameters"].items()}
+        | parameters
+        | {"AWS::Region": region, "AWS::StackName": "stack"}
+    )
+
+    def condition(name: str) -> bool:
+        return bool(evaluate(tpl["Conditions"][name]))
+
+    def evaluate(x: Any) -> Any:
+        if isinstance(x, list):
+            return [evaluate(item) for item in x]
+        if not isinstance(x, dict):
+            return x
+        ((function, argument),) = x.items()
+        if function == "Ref":
+            return values[argument]
+        if function == "Fn::Equals":
+            left, right = evaluate(argument)
+            return left == right
+        if function == "Fn::Not":
+            return not evaluate(argument[0])
+        if function == "Condition":
+            return condition(argument)
+        if function == "Fn::If":
+            name, then, otherwise = argument
+            return evaluate(then if condition(name) else otherwise)
+        if function == "Fn::Join":
+            separator, items = argument
+            return separator.join(evaluate(items))
+        if function == "Fn::Sub":
+            text, names = (argument, {}) if isinstance(argument, str) else argument
+            local = values | {key: evaluate(value) for key, value in names.items()}
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(local[m.group(1)]), text)
+        raise AssertionError(f"{function} is not evaluated here")
+
+    return evaluate(node)
+
+
+@pytest.mark.parametrize(
+    ("region", "wildcards"),
+    [
+        ("us-east-1", ["*.ec2.internal", "*.us-east-1.compute.internal"]),
+        ("eu-west-1", ["*.eu-west-1.compute.internal"]),
+        ("ap-southeast-2", ["*.ap-southeast-2.compute.internal"]),
+    ],
+)
+@pytest.mark.parametrize("additional", ["", "docker.rack.example,10.0.0.5"])
+def test_the_example_names_every_instance_by_its_private_dns_name(
+    template: Template, region: str, wildcards: list[str], additional: str
+) -> None:
+    import datetime as dt
+
+    from handler.properties import parse_generator
+
+    names = resolve(
+        _gen(template)["ServerSubjectAltNames"],
+        template,
+        {"AdditionalServerNames": additional},
+        region,
+    )
+    parsed = parse_generator({"Rack": "r", "ServerSubjectAltNames": names}, dt.datetime.now(dt.UTC))
+    expected = ["localhost", "127.0.0.1", *wildcards, *filter(None, additional.split(","))]
+    assert list(parsed.server_subject_alt_names) == expected
