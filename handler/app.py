@@ -20,8 +20,10 @@ from handler.properties import (
     parse_generator,
     parse_getter,
     parse_rack,
+    previous_rotation_stage,
     rotation_requested,
 )
+from handler.rotation import StageRefused
 from handler.store import ParameterStore, Stopped, StoreError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def generator_data(outcome: Outcome) -> dict[str, str]:
         "KeySSMKey": names.key(Item.CLIENT),
         "CACertificate": outcome.ca_cert_value,
         "CAFingerprint": fingerprint(outcome.ca_cert),
+        "TrustedCAFingerprints": ",".join(fingerprint(cert) for cert in outcome.trusted),
         "CANotAfter": outcome.ca_cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "Action": outcome.action.value,
     }
@@ -90,8 +93,22 @@ def _ensure(event: Mapping[str, Any]) -> str:
     except PropertyError as error:
         raise _property_failure(error) from None
     rotate = _rotate(event, properties)
+    previous_stage = (
+        previous_rotation_stage(event.get("OldResourceProperties"))
+        if event.get("RequestType") == "Update"
+        else None
+    )
     try:
-        outcome = ensure(store, props, rotate=rotate, now=now, should_stop=helper.answered)
+        outcome = ensure(
+            store,
+            props,
+            rotate=rotate,
+            now=now,
+            previous_stage=previous_stage,
+            should_stop=helper.answered,
+        )
+    except StageRefused as error:
+        raise RequestFailed(f"{error} Nothing was written.") from None
     except StoreError as error:
         raise _store_failure(error) from None
     except NotConverged as error:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from handler import rotation
 from handler.certificates import (
     CA_COMMON_NAME,
     CertificateAuthority,
@@ -23,8 +24,8 @@ from handler.certificates import (
     PrivateKey,
     Purpose,
     Unreadable,
+    bundle_pem,
     certificate_from_stored,
-    certificate_pem,
     extended_key_usages,
     is_ca,
     private_key_from_stored,
@@ -36,6 +37,7 @@ from handler.certificates import (
     to_stored,
 )
 from handler.properties import GeneratorProperties
+from handler.rotation import RotationStage, Staging, Step
 
 _T = TypeVar("_T")
 
@@ -63,7 +65,20 @@ class Action(Enum):
     CREATED = "created"  # nothing was stored
     REUSED = "reused"  # nothing written
     RENEWED = "renewed"  # items issued or renewed under the kept CA key
-    ROTATED = "rotated"  # a new CA
+    ROTATED = "rotated"  # a new CA, at once: instances launched earlier must be replaced
+    # The steps of a staged CA replacement (RotationStage); see handler.rotation.
+    INTRODUCED = "introduced"
+    SWITCHED = "switched"
+    RETIRED = "retired"
+    CANCELLED = "cancelled"
+
+
+_STEP_ACTIONS = {
+    Step.INTRODUCED: Action.INTRODUCED,
+    Step.SWITCHED: Action.SWITCHED,
+    Step.RETIRED: Action.RETIRED,
+    Step.CANCELLED: Action.CANCELLED,
+}
 
 
 _SUFFIXES = {
@@ -101,21 +116,46 @@ class BundleNames:
         return f"{self.prefix}-version-track"
 
     @property
+    def next_ca_key(self) -> str:
+        """A staged rotation's introduced CA key, until it signs."""
+        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[0]}"
+
+    @property
+    def previous_ca_key(self) -> str:
+        """The switched-from CA's key, kept until the retire (a rollback of the switch needs it)."""
+        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[1]}"
+
+    @property
+    def previous_ca_cert(self) -> str:
+        """The retired CA's certificate, until an ordinary update closes the rollback window."""
+        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[2]}"
+
+    @property
     def material(self) -> tuple[str, ...]:
         """The six certificate and key parameters, CA first."""
         return tuple(name for item in Item for name in (self.cert(item), self.key(item)))
 
     @property
+    def rotation(self) -> tuple[str, ...]:
+        """The parameters only a staged CA rotation uses."""
+        return (self.next_ca_key, self.previous_ca_key, self.previous_ca_cert)
+
+    @property
     def everything(self) -> tuple[str, ...]:
-        """Every parameter a read, or a Delete, concerns."""
-        return (*self.material, self.version_track)
+        """Every parameter a read, or a Delete, concerns: ten, one GetParameters call."""
+        return (*self.material, self.version_track, *self.rotation)
 
     def is_key(self, name: str) -> bool:
         return name in {self.key(item) for item in Item}
 
 
-#: Suffixes of every parameter this project writes; the getter reads nothing else.
-PARAMETER_SUFFIXES = tuple(f"-docker-tls-{s}" for pair in _SUFFIXES.values() for s in pair)
+_ROTATION_SUFFIXES = ("next-ca-key", "previous-ca-key", "previous-ca-cert")
+
+#: Suffixes of every parameter this project writes.
+PARAMETER_SUFFIXES = tuple(
+    f"-docker-tls-{s}"
+    for s in (*(s for pair in _SUFFIXES.values() for s in pair), *_ROTATION_SUFFIXES)
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +179,12 @@ class Plan:
     action: Action
     authority: CertificateAuthority | None  # the CA leaves chain to; None when rotating
     remove_version_track: bool
+    #: What a staged rotation (RotationStage) does to the CAs; nothing when rotating at once.
+    staging: Staging = field(default_factory=lambda: Staging({}))
+    #: The CAs ``ca-cert`` is to hold after the signer (a new introduced one comes after them).
+    trusted: tuple[x509.Certificate, ...] = ()
+    bundle_changes: bool = False  # ``ca-cert`` is rewritten though the signer is kept
+    removals: tuple[str, ...] = ()  # deleted after every write (version-track included)
 
     def __iter__(self) -> Iterator[ItemPlan]:
         return iter(self.items)
@@ -148,7 +194,12 @@ class Plan:
 
     @property
     def writes_anything(self) -> bool:
-        return any(p.decision is not Decision.REUSE for p in self.items)
+        return (
+            any(p.decision is not Decision.REUSE for p in self.items)
+            or self.bundle_changes
+            or bool(self.staging.moves)
+            or self.staging.introduce is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -284,12 +335,31 @@ def plan(
     *,
     rotate: bool,
     now: dt.datetime,
+    previous_stage: RotationStage | None = None,
 ) -> Plan:
-    """Decide, per item, what SPEC §4 says to do with the stored ``values`` (name → value)."""
+    """Decide, per item, what the decision rules say to do with the stored ``values``
+    (name → value). ``previous_stage`` is the RotationStage the stack asked for before this
+    Update (None on a Create). Raises :class:`StageRefused` for a stage that cannot follow
+    what is stored."""
     names = BundleNames.for_rack(props.rack)
-    ca = _read(values, names, Item.CA)
     leaves = {item: _read(values, names, item) for item in (Item.SERVER, Item.CLIENT)}
     nothing_stored = not any(name in values for name in names.material)
+    staging = rotation.stage(
+        values,
+        ca_cert=names.cert(Item.CA),
+        ca_key=names.key(Item.CA),
+        next_ca_key=names.next_ca_key,
+        previous_ca_key=names.previous_ca_key,
+        previous_ca_cert=names.previous_ca_cert,
+        leaves=[leaf.cert for leaf in leaves.values() if leaf.cert is not None],
+        requested=props.rotation_stage,
+        previous=previous_stage,
+        algorithm=props.key_algorithm,
+        validity_days=props.validity_days,
+        now=now,
+    )
+    # The CA as the stage leaves it: the signer's key and its certificate alone.
+    ca = _read(staging.ca_values, names, Item.CA)
 
     def expiry(stored: _Stored) -> dt.datetime | None:
         return stored.cert.not_valid_after_utc if stored.cert else None
@@ -312,6 +382,11 @@ def plan(
                 ca.key, subject=subject, validity_days=props.validity_days, now=now
             )
             ca_plan = ItemPlan(Item.CA, Decision.RENEW, f"CA {problem}", expiry(ca))
+    if ca_plan.decision is Decision.ROTATE:
+        # At once, whatever a staged rotation was doing: one new CA, nothing else trusted.
+        staging = Staging({}, extras=staging.extras)
+    elif staging.reason and ca_plan.decision is Decision.REUSE:
+        ca_plan = ItemPlan(Item.CA, Decision.REUSE, f"healthy; {staging.reason}", expiry(ca))
 
     leaf_plans: list[ItemPlan] = []
     for item, stored in leaves.items():
@@ -333,23 +408,57 @@ def plan(
     # Rebuilding the CA certificate for a key other than that of a stored, valid CA
     # certificate (an interrupted rotation left the new key beside the old certificate) gives
     # the fleet a new trust anchor: that is a rotation, whatever the mechanics.
+    stored_ca = _read(values, names, Item.CA) if len(staging.stored_bundle) <= 1 else ca
     anchor_changes = (
         ca_plan.decision is Decision.RENEW
-        and ca.cert is not None
+        and stored_ca.cert is not None
         and ca.key is not None
-        and not same_key(ca.cert, ca.key)
-        and is_ca(ca.cert)
-        and signed_by(ca.cert, ca.cert)
+        and not same_key(stored_ca.cert, ca.key)
+        and is_ca(stored_ca.cert)
+        and signed_by(stored_ca.cert, stored_ca.cert)
     )
+    # What ca-cert holds after: the signer, then the CAs the stage keeps trusted. It is
+    # rewritten only when that set or its order changes: a healthy bundle stays byte for byte.
+    trusted = staging.trusted
+    bundle_changes = (
+        ca_plan.decision is Decision.REUSE
+        and authority is not None
+        and (
+            [public_key_der(c) for c in (authority.cert, *trusted)]
+            != [public_key_der(c) for c in staging.stored_bundle]
+            or staging.introduce is not None
+        )
+    )
+    removals = tuple(
+        name
+        for name in (
+            *staging.removals,
+            *(staging.extras if ca_plan.decision is Decision.ROTATE else ()),
+            *((names.version_track,) if names.version_track in values else ()),
+        )
+    )
+    changes = any(p.decision is not Decision.REUSE for p in items) or bundle_changes
     if nothing_stored:
         action = Action.CREATED
     elif ca_plan.decision is Decision.ROTATE or anchor_changes:
         action = Action.ROTATED
-    elif any(p.decision is not Decision.REUSE for p in items):
+    elif staging.step is not None:
+        action = _STEP_ACTIONS[staging.step]
+    elif changes:
         action = Action.RENEWED
     else:
         action = Action.REUSED
-    return Plan(names, items, action, authority, names.version_track in values)
+    return Plan(
+        names,
+        items,
+        action,
+        authority,
+        names.version_track in values,
+        staging=staging,
+        trusted=trusted,
+        bundle_changes=bundle_changes,
+        removals=tuple(dict.fromkeys(removals)),
+    )
 
 
 @dataclass(frozen=True)
@@ -362,22 +471,36 @@ class Write:
 
 
 def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Write]:
-    """Generate what ``plan`` calls for, in crash-safe order: CA key, CA cert, then each
-    leaf's key and certificate (a crash between the two leaves a mismatch the next run repairs
-    by certifying the stored key); a leaf whose key is kept gets only its certificate.
+    """Generate what ``plan`` calls for, in crash-safe order: a staged rotation's key moves
+    (a key reaches its new name before it leaves the old one), CA key, the trust bundle, then
+    each leaf's key and certificate (a crash between the two leaves a mismatch the next run
+    repairs by certifying the stored key); a leaf whose key is kept gets only its certificate.
+    Removals (``plan.removals``) come after all of these.
     """
     names = plan.names
-    writes: list[Write] = []
+    writes = [Write(m.name, m.value, m.secure) for m in plan.staging.moves]
     authority = plan.authority
+    trusted = plan.trusted
     ca_decision = plan.decision(Item.CA)
     if ca_decision is Decision.ROTATE:
         authority = CertificateAuthority.create(
             props.key_algorithm, validity_days=props.validity_days, now=now
         )
         writes.append(Write(names.key(Item.CA), to_stored(private_key_pem(authority.key)), True))
+    elif plan.staging.introduce is not None:
+        key = plan.staging.introduce.generate()
+        introduced = CertificateAuthority.from_key(
+            key,
+            subject=rotation.generation_subject(key),
+            validity_days=props.validity_days,
+            now=now,
+        )
+        writes.append(Write(names.next_ca_key, to_stored(private_key_pem(key)), True))
+        trusted = (*trusted, introduced.cert)
     assert authority is not None, "a plan that keeps the CA carries it"
-    if ca_decision in (Decision.ROTATE, Decision.RENEW):
-        writes.append(Write(names.cert(Item.CA), to_stored(certificate_pem(authority.cert)), False))
+    if ca_decision in (Decision.ROTATE, Decision.RENEW) or plan.bundle_changes:
+        pem = bundle_pem((authority.cert, *trusted))
+        writes.append(Write(names.cert(Item.CA), to_stored(pem), False))
     for item_plan in plan.items[1:]:
         if item_plan.decision is Decision.REUSE:
             continue

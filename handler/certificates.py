@@ -301,7 +301,10 @@ def to_stored(pem: bytes) -> str:
     return base64.b64encode(pem).decode("ascii")
 
 
-def _pem_from_stored(value: str, allowed_labels: tuple[bytes, ...]) -> bytes:
+def _pem_from_stored(
+    value: str, allowed_labels: tuple[bytes, ...], *, blocks: int = 1
+) -> tuple[bytes, int]:
+    """The PEM text in a stored value, and how many blocks it holds (1 to ``blocks``)."""
     try:
         pem = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError) as error:
@@ -309,27 +312,50 @@ def _pem_from_stored(value: str, allowed_labels: tuple[bytes, ...]) -> bytes:
     begins = [line for line in pem.splitlines() if line.startswith(b"-----BEGIN ")]
     if not begins:
         raise Unreadable("not PEM")
-    if len(begins) > 1:
-        raise Unreadable("more than one PEM block")
-    label = begins[0].removeprefix(b"-----BEGIN ").removesuffix(b"-----")
-    if label not in allowed_labels:
-        raise Unreadable(f"PEM holds {label.decode('ascii', 'replace')!r}")
-    return pem
+    if len(begins) > blocks:
+        raise Unreadable("more than one PEM block" if blocks == 1 else "too many PEM blocks")
+    for begin in begins:
+        label = begin.removeprefix(b"-----BEGIN ").removesuffix(b"-----")
+        if label not in allowed_labels:
+            raise Unreadable(f"PEM holds {label.decode('ascii', 'replace')!r}")
+    return pem, len(begins)
 
 
 def certificate_from_stored(value: str) -> x509.Certificate:
     """The certificate in a stored value, or :class:`Unreadable` saying what is wrong."""
-    pem = _pem_from_stored(value, (b"CERTIFICATE",))
+    pem, _ = _pem_from_stored(value, (b"CERTIFICATE",))
     try:
         return x509.load_pem_x509_certificate(pem)
     except ValueError as error:
         raise Unreadable("PEM is not an X.509 certificate") from error
 
 
+#: A trust bundle holds the signing CA and, while a CA is being replaced, the other one; a few
+#: more are read (a hand-edited file) but never written.
+MAX_BUNDLE_CERTIFICATES = 8
+
+
+def certificates_from_stored(value: str) -> tuple[x509.Certificate, ...]:
+    """The certificates of a stored trust bundle (one PEM text, one or more blocks), in order."""
+    pem, count = _pem_from_stored(value, (b"CERTIFICATE",), blocks=MAX_BUNDLE_CERTIFICATES)
+    try:
+        certificates = tuple(x509.load_pem_x509_certificates(pem))
+    except ValueError as error:
+        raise Unreadable("PEM is not X.509 certificates") from error
+    if len(certificates) != count:
+        raise Unreadable("PEM is not X.509 certificates")
+    return certificates
+
+
+def bundle_pem(certificates: Iterable[x509.Certificate]) -> bytes:
+    """One PEM text of several certificates: what consumers install as ``ca.pem``."""
+    return b"".join(certificate_pem(cert) for cert in certificates)
+
+
 def private_key_from_stored(value: str) -> PrivateKey:
     """The private key in a stored value: PKCS#1, SEC1 or unencrypted PKCS#8."""
     labels = (b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"PRIVATE KEY")
-    pem = _pem_from_stored(value, labels)
+    pem, _ = _pem_from_stored(value, labels)
     try:
         # OpenSSL's own RSA check proves p and q prime (27 ms per RSA-2048 key, 190 ms per
         # RSA-4096 key on the benchmark machine: most of an Update that reuses the bundle);

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from handler.bundle import Action, BundleNames, Item, Plan, issue, plan
+from handler.certificates import certificate_pem, to_stored
 from handler.properties import GeneratorProperties
+from handler.rotation import RotationStage
 from handler.store import ParameterConflict, ParameterStore
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,11 @@ class Outcome:
 
     action: Action
     names: BundleNames
-    ca_cert: x509.Certificate
-    ca_cert_value: str  # the stored base64 PEM, returned as Data.CACertificate
+    ca_cert: x509.Certificate  # the signing CA's
+    ca_cert_value: str  # base64 PEM of the signing CA's certificate: Data.CACertificate
+    trusted: tuple[x509.Certificate, ...]  # every CA in ca-cert, the signer first
     written: int  # parameters put
-    removed: int  # parameters deleted (a leftover version-track)
+    removed: int  # parameters deleted (version-track, a staged rotation's extras)
     plans: tuple[Plan, ...]  # every round's plan, first one first
 
 
@@ -50,10 +53,15 @@ def ensure(
     *,
     rotate: bool,
     now: dt.datetime,
+    previous_stage: RotationStage | None = None,
     sleep: Callable[[float], None] = time.sleep,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Bring the stored bundle to health for ``props`` and return what was done."""
+    """Bring the stored bundle to health for ``props`` and return what was done.
+
+    ``previous_stage`` is the RotationStage of the Update's OldResourceProperties. Raises
+    :class:`handler.rotation.StageRefused` before any write for a stage that cannot follow.
+    """
     names = BundleNames.for_rack(props.rack)
     action: Action | None = None
     written = removed = 0
@@ -61,18 +69,25 @@ def ensure(
     for round_ in range(MAX_ROUNDS):
         stored = store.read(names.everything)
         values = {name: parameter.value for name, parameter in stored.items()}
-        current = plan(values, props, rotate=rotate, now=now)
+        current = plan(values, props, rotate=rotate, now=now, previous_stage=previous_stage)
         plans.append(current)
-        if current.remove_version_track:
-            removed += len(store.delete([names.version_track], should_stop=should_stop))
         if not current.writes_anything:
-            ca_value = values[names.cert(Item.CA)]
+            if current.removals:
+                removed += len(store.delete(current.removals, should_stop=should_stop))
             assert current.authority is not None, "a plan that writes nothing kept its CA"
+            signer = current.authority.cert
+            bundle = current.staging.stored_bundle or (signer,)
+            # One CA: the value as stored, byte for byte; several: the signer's alone (the
+            # whole trust set stays in ca-cert, for the getter; both would not fit a response).
+            value = values[names.cert(Item.CA)] if len(bundle) == 1 else None
+            if current.action is not Action.REUSED and action is None:
+                action = current.action  # only removals: a retire's window closing, a cancel
             return Outcome(
                 action or Action.REUSED,
                 names,
-                current.authority.cert,
-                ca_value,
+                signer,
+                value or to_stored(certificate_pem(signer)),
+                bundle,
                 written,
                 removed,
                 tuple(plans),
@@ -92,6 +107,8 @@ def ensure(
                 action = action or current.action
                 if write.name == names.key(Item.CA):
                     rotate = False  # rotated once; later rounds only repair
+            if current.removals:
+                removed += len(store.delete(current.removals, should_stop=should_stop))
         except ParameterConflict as conflict:
             log.info("another writer got there first; re-reading", extra={"detail": str(conflict)})
             sleep(random.uniform(0.05, 0.2) * (round_ + 1))  # noqa: S311

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handler.certificates import KeyAlgorithm, max_validity_days
+from handler.rotation import RotationStage, parse_stage
 
 #: Properties CloudFormation or the old rack template add to every custom resource.
 ALWAYS_ALLOWED = frozenset({"ServiceToken", "ServiceTimeout", "Description"})
@@ -54,6 +55,7 @@ class GeneratorProperties:
     server_subject_alt_names: tuple[str, ...] = DEFAULT_SERVER_SANS
     kms_key_id: str | None = None
     rotation_token: str | None = None
+    rotation_stage: RotationStage | None = None  # a staged CA replacement: see handler.rotation
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> Generato
                 "ServerSubjectAltNames",
                 "KmsKeyId",
                 "RotationToken",
+                "RotationStage",
             }
         ),
     )
@@ -256,7 +259,30 @@ def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> Generato
         server_subject_alt_names=_server_sans(properties),
         kms_key_id=_optional_text(properties, "KmsKeyId", _KMS_KEY_ID),
         rotation_token=token or None,
+        rotation_stage=_rotation_stage(properties),
     )
+
+
+def _rotation_stage(properties: Mapping[str, Any]) -> RotationStage | None:
+    value = properties.get("RotationStage")
+    try:
+        return parse_stage(value)
+    except ValueError:
+        raise PropertyError(
+            "RotationStage",
+            f"must be introduce or switch, or empty for none, got {str(value)[:40]!r}",
+        ) from None
+
+
+def previous_rotation_stage(old: Mapping[str, Any] | None) -> RotationStage | None:
+    """The stage an Update's OldResourceProperties asked for; None when absent or unreadable
+    (those were accepted once, or the stack would not have them)."""
+    if not isinstance(old, Mapping):
+        return None
+    try:
+        return parse_stage(old.get("RotationStage"))
+    except ValueError:
+        return None
 
 
 def rotation_requested(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:

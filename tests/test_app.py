@@ -38,6 +38,7 @@ DATA_KEYS = {
     "KeySSMKey",
     "CACertificate",
     "CAFingerprint",
+    "TrustedCAFingerprints",
     "CANotAfter",
     "Action",
 }
@@ -65,6 +66,7 @@ def test_create_returns_names_and_public_ca_facts_only(invoke: Invoke, ssm: Any)
     assert all(isinstance(v, str) for v in data.values())
     ca = certificate_from_stored(data["CACertificate"])
     assert data["CAFingerprint"] == fingerprint(ca)
+    assert data["TrustedCAFingerprints"] == fingerprint(ca)  # one CA outside a rotation
     assert data["CANotAfter"] == ca.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert response["NoEcho"] is False
     text = json.dumps(response)

@@ -26,7 +26,8 @@ FUNCTION_ID = "DockerTlsFunction"
 GENERATOR_TYPE = "Custom::SelfSignedCertificate"
 GETTER_TYPE = "Custom::SelfSignedCertificateGetter"
 
-# SPEC §3: the six bundle parameters, and the legacy one that is only read and deleted.
+# The bundle's parameters (six, and three more during a staged rotation), and the legacy one
+# that is only read and deleted.
 BUNDLE_SUFFIXES = (
     "-docker-tls-ca-cert",
     "-docker-tls-ca-key",
@@ -34,6 +35,10 @@ BUNDLE_SUFFIXES = (
     "-docker-tls-server-key",
     "-docker-tls-cert",
     "-docker-tls-key",
+    # A staged CA rotation's extras (RotationStage).
+    "-docker-tls-next-ca-key",
+    "-docker-tls-previous-ca-key",
+    "-docker-tls-previous-ca-cert",
 )
 LEGACY_SUFFIX = "-version-track"
 ARN_PREFIX = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"
@@ -60,6 +65,7 @@ GENERATOR_PROPS = COMMON_PROPS | {
     "ServerSubjectAltNames",
     "KmsKeyId",
     "RotationToken",
+    "RotationStage",
 }
 GETTER_PROPS = COMMON_PROPS | {"Rack", "ParameterKey", "Version"}
 SSM_KEY_ATTRS = {
@@ -70,7 +76,13 @@ SSM_KEY_ATTRS = {
     "CertSSMKey",
     "KeySSMKey",
 }
-GENERATOR_ATTRS = SSM_KEY_ATTRS | {"CACertificate", "CAFingerprint", "CANotAfter", "Action"}
+GENERATOR_ATTRS = SSM_KEY_ATTRS | {
+    "CACertificate",
+    "CAFingerprint",
+    "TrustedCAFingerprints",
+    "CANotAfter",
+    "Action",
+}
 GETTER_ATTRS = {"Value"}
 KEY_ALGORITHMS = {"RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384"}
 # What a local invoke points the function at: an SSM endpoint, a CA for the response receiver.
@@ -252,7 +264,7 @@ def check_ssm_policy(tpl: Template) -> None:
             assert actions(st) == SSM_ACTIONS, f"bundle statement lacks {SSM_ACTIONS - actions(st)}"
         granted |= set(res)
     assert granted == BUNDLE_ARNS | {LEGACY_ARN}, f"missing {BUNDLE_ARNS | {LEGACY_ARN} - granted}"
-    assert len(granted) == 7
+    assert len(granted) == 10  # one GetParameters call reads at most ten names
 
 
 def check_version_track(tpl: Template) -> None:

@@ -1,0 +1,524 @@
+"""A staged CA replacement (RotationStage), request by request, against SSM (in-process moto).
+
+Each test drives ``ensure`` as the handler does for a stack update: the stage the template now
+sends, and the stage its OldResourceProperties held. What is checked is what consumers see:
+``ca-cert`` (what every instance installs as ``ca.pem``), which CA signs the leaves, which keys
+are stored where, and how many writes each step costs.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Any
+
+import pytest
+
+from handler.bundle import Action, BundleNames, Item
+from handler.certificates import (
+    CA_COMMON_NAME,
+    certificate_from_stored,
+    certificates_from_stored,
+    fingerprint,
+    private_key_from_stored,
+    same_key,
+    signed_by,
+)
+from handler.ensure import Outcome, ensure
+from handler.properties import GeneratorProperties
+from handler.rotation import RotationStage, StageRefused
+from handler.store import ParameterStore
+from tests.conftest import NOW, RecordingClient, props, ssm_versions
+
+RACK = "staged"
+NAMES = BundleNames.for_rack(RACK)
+INTRODUCE, SWITCH = RotationStage.INTRODUCE, RotationStage.SWITCH
+
+
+def _props(stage: RotationStage | None, **more: Any) -> GeneratorProperties:
+    return dataclasses.replace(props(RACK, **more), rotation_stage=stage)
+
+
+def _step(
+    store: ParameterStore,
+    stage: RotationStage | None,
+    previous: RotationStage | None,
+    **more: Any,
+) -> Outcome:
+    return ensure(store, _props(stage, **more), rotate=False, now=NOW, previous_stage=previous)
+
+
+def _values(ssm: Any) -> dict[str, str]:
+    found = ssm.get_parameters(Names=list(NAMES.everything), WithDecryption=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def _bundle(values: dict[str, str]) -> list[str]:
+    return [fingerprint(c) for c in certificates_from_stored(values[NAMES.cert(Item.CA)])]
+
+
+def _signer(values: dict[str, str]) -> str:
+    """Fingerprint of the bundle's certificate that holds ca-key, checked to sign the leaves."""
+    key = private_key_from_stored(values[NAMES.key(Item.CA)])
+    ca = next(c for c in certificates_from_stored(values[NAMES.cert(Item.CA)]) if same_key(c, key))
+    for item in (Item.SERVER, Item.CLIENT):
+        assert signed_by(certificate_from_stored(values[NAMES.cert(item)]), ca), item
+    return fingerprint(ca)
+
+
+def _fps(outcome: Outcome) -> list[str]:
+    return [fingerprint(c) for c in outcome.trusted]
+
+
+@pytest.fixture
+def steady(store: ParameterStore, ssm: Any) -> dict[str, str]:
+    ensure(store, _props(None), rotate=False, now=NOW)
+    return _values(ssm)
+
+
+def test_introduce_trusts_a_new_ca_beside_the_signing_one(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    before = ssm_versions(ssm, list(NAMES.material))
+    outcome = _step(store, INTRODUCE, None)
+    assert outcome.action is Action.INTRODUCED
+    values = _values(ssm)
+    bundle = _bundle(values)
+    assert bundle[0] == a and len(bundle) == 2  # the signer first, then the new CA
+    assert _signer(values) == a
+    assert fingerprint(outcome.ca_cert) == a
+    assert _fps(outcome) == bundle
+    new = certificates_from_stored(values[NAMES.cert(Item.CA)])[1]
+    assert same_key(new, private_key_from_stored(values[NAMES.next_ca_key]))
+    assert new.subject.rfc4514_string().startswith(f"CN={CA_COMMON_NAME} ")  # a name of its own
+    assert new.subject != certificate_from_stored(steady[NAMES.cert(Item.CA)]).subject
+    after = ssm_versions(ssm, list(NAMES.material))
+    changed = {n for n in after if after[n] != before[n]}
+    assert changed == {NAMES.cert(Item.CA)}  # the leaves and the CA key are untouched
+    assert ssm.get_parameter(Name=NAMES.next_ca_key)["Parameter"]["Type"] == "SecureString"
+    # The response names the signer alone; the getter of ca-cert gives both.
+    assert certificate_from_stored(outcome.ca_cert_value) == outcome.ca_cert
+
+
+def test_a_repeated_stage_writes_nothing_and_reads_once(
+    ssm: Any, steady: dict[str, str], recorded_store: ParameterStore, recording: RecordingClient
+) -> None:
+    for stage, previous in ((INTRODUCE, None), (INTRODUCE, INTRODUCE)):
+        _step(recorded_store, stage, previous)
+    recording.calls.clear()
+    assert _step(recorded_store, INTRODUCE, INTRODUCE).action is Action.REUSED
+    assert recording.count("get_parameters") == 1
+    assert recording.written() == [] and recording.count("delete_parameters") == 0
+    _step(recorded_store, SWITCH, INTRODUCE)
+    recording.calls.clear()
+    assert _step(recorded_store, SWITCH, SWITCH).action is Action.REUSED
+    assert recording.calls and {n for n, _ in recording.calls} == {"get_parameters"}
+
+
+def test_switch_makes_the_new_ca_sign_and_keeps_the_old_key_for_a_rollback(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    _step(store, INTRODUCE, None)
+    introduced = _values(ssm)
+    b = _bundle(introduced)[1]
+    outcome = _step(store, SWITCH, INTRODUCE)
+    assert outcome.action is Action.SWITCHED
+    values = _values(ssm)
+    assert _bundle(values) == [b, a]
+    assert _signer(values) == b  # the leaves are reissued by the new CA
+    assert fingerprint(outcome.ca_cert) == b
+    # Keys are moved byte for byte; the introduced one is no longer stored separately.
+    assert values[NAMES.key(Item.CA)] == introduced[NAMES.next_ca_key]
+    assert values[NAMES.previous_ca_key] == steady[NAMES.key(Item.CA)]
+    assert NAMES.next_ca_key not in values
+
+
+def test_retire_trusts_the_new_ca_alone_and_stores_the_old_key_nowhere(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    _step(store, INTRODUCE, None)
+    _step(store, SWITCH, INTRODUCE)
+    switched = _values(ssm)
+    b = _signer(switched)
+    leaves = {n: switched[n] for n in NAMES.material if "-ca-" not in n}
+    outcome = _step(store, None, SWITCH)
+    assert outcome.action is Action.RETIRED
+    values = _values(ssm)
+    assert _bundle(values) == [b] and _fps(outcome) == [b]
+    assert {n: values[n] for n in leaves} == leaves  # nothing reissued
+    assert NAMES.previous_ca_key not in values and NAMES.next_ca_key not in values
+    assert steady[NAMES.key(Item.CA)] not in values.values()
+    assert fingerprint(certificate_from_stored(values[NAMES.previous_ca_cert])) == a
+    # A re-delivered retire changes nothing; the next ordinary update closes the window.
+    assert _step(store, None, SWITCH).action is Action.REUSED
+    assert NAMES.previous_ca_cert in _values(ssm)
+    closing = _step(store, None, None)
+    assert closing.action is Action.REUSED and closing.removed == 1
+    assert NAMES.previous_ca_cert not in _values(ssm)
+    assert _bundle(_values(ssm)) == [b]
+
+
+def test_cancel_drops_the_introduced_ca(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    _step(store, INTRODUCE, None)
+    outcome = _step(store, None, INTRODUCE)
+    assert outcome.action is Action.CANCELLED
+    values = _values(ssm)
+    assert _bundle(values) == [a] and _signer(values) == a
+    assert NAMES.next_ca_key not in values
+    assert {n: values[n] for n in NAMES.material if n != NAMES.cert(Item.CA)} == {
+        n: steady[n] for n in NAMES.material if n != NAMES.cert(Item.CA)
+    }
+
+
+def test_a_rolled_back_switch_makes_the_old_ca_sign_again(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    _step(store, INTRODUCE, None)
+    introduced = _values(ssm)
+    b = _bundle(introduced)[1]
+    _step(store, SWITCH, INTRODUCE)
+    outcome = _step(store, INTRODUCE, SWITCH)  # CloudFormation's rollback of the switch
+    assert outcome.action is Action.INTRODUCED
+    values = _values(ssm)
+    assert _bundle(values) == [a, b]
+    assert _signer(values) == a
+    assert values[NAMES.key(Item.CA)] == steady[NAMES.key(Item.CA)]
+    assert values[NAMES.next_ca_key] == introduced[NAMES.next_ca_key]
+    assert NAMES.previous_ca_key not in values
+    # ...and switching again works from there.
+    assert _step(store, SWITCH, INTRODUCE).action is Action.SWITCHED
+    assert _signer(_values(ssm)) == b
+
+
+def test_a_rolled_back_retire_trusts_the_old_ca_again(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    a = _signer(steady)
+    _step(store, INTRODUCE, None)
+    _step(store, SWITCH, INTRODUCE)
+    b = _signer(_values(ssm))
+    _step(store, None, SWITCH)
+    outcome = _step(store, SWITCH, None)  # CloudFormation's rollback of the retire
+    assert outcome.action is Action.SWITCHED
+    values = _values(ssm)
+    assert _bundle(values) == [b, a] and _signer(values) == b
+    assert NAMES.previous_ca_key not in values  # the old key stays gone
+    assert _step(store, None, SWITCH).action is Action.RETIRED
+    assert _bundle(_values(ssm)) == [b]
+
+
+def test_switch_without_a_rotation_is_refused_and_writes_nothing(
+    ssm: Any, steady: dict[str, str], recorded_store: ParameterStore, recording: RecordingClient
+) -> None:
+    before = ssm_versions(ssm, list(NAMES.everything))
+    with pytest.raises(StageRefused, match="introduce first"):
+        _step(recorded_store, SWITCH, None)
+    assert recording.written() == []
+    assert ssm_versions(ssm, list(NAMES.everything)) == before
+
+
+def test_introduce_after_a_retire_cannot_bring_the_old_signer_back(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    _step(store, INTRODUCE, None)
+    _step(store, SWITCH, INTRODUCE)
+    _step(store, None, SWITCH)
+    before = _values(ssm)
+    with pytest.raises(StageRefused, match="its key is gone"):
+        _step(store, INTRODUCE, SWITCH)
+    assert _values(ssm) == before
+    # A new rotation, from an update without the property, is fine: it closes the window.
+    assert _step(store, INTRODUCE, None).action is Action.INTRODUCED
+    values = _values(ssm)
+    assert NAMES.previous_ca_cert not in values and len(_bundle(values)) == 2
+
+
+def test_a_rotation_token_rotates_at_once_and_clears_a_staged_rotation(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    _step(store, INTRODUCE, None)
+    introduced = _values(ssm)
+    outcome = ensure(
+        store, _props(None, rotation_token="leak"), rotate=True, now=NOW, previous_stage=INTRODUCE
+    )
+    assert outcome.action is Action.ROTATED
+    values = _values(ssm)
+    assert len(_bundle(values)) == 1
+    assert not set(NAMES.rotation) & set(values)
+    assert introduced[NAMES.next_ca_key] not in values.values()
+
+
+def test_delete_removes_a_staged_rotations_parameters(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    _step(store, INTRODUCE, None)
+    _step(store, SWITCH, INTRODUCE)
+    assert store.delete(NAMES.everything)
+    assert _values(ssm) == {}
+
+
+def test_the_introduced_ca_has_the_asked_algorithm_and_kms_key(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    from handler.certificates import KeyAlgorithm
+
+    _step(store, INTRODUCE, None, key_algorithm=KeyAlgorithm.ECDSA_P384, kms_key_id="alias/rack")
+    key = private_key_from_stored(_values(ssm)[NAMES.next_ca_key])
+    assert KeyAlgorithm.of(key) is KeyAlgorithm.ECDSA_P384
+    described = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [NAMES.next_ca_key]}]
+    )["Parameters"][0]
+    assert described["KeyId"] == "alias/rack"
+
+
+def test_a_stored_bundle_is_what_the_getter_returns(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    _step(store, INTRODUCE, None)
+    value = _values(ssm)[NAMES.cert(Item.CA)]
+    pem = base64.b64decode(value)
+    assert pem.count(b"-----BEGIN CERTIFICATE-----") == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Through the handler, as CloudFormation sends it
+# --------------------------------------------------------------------------------------------
+
+BASE = {"Rack": RACK, "Version": "1", "KeyAlgorithm": "ECDSA-P256"}
+
+
+def test_an_out_of_order_stage_fails_the_update_naming_the_property(invoke: Any, ssm: Any) -> None:
+    created = invoke("Create", BASE)
+    before = ssm_versions(ssm, list(NAMES.everything))
+    response = invoke(
+        "Update",
+        {**BASE, "RotationStage": "switch"},
+        physical_id=created["PhysicalResourceId"],
+        old_properties=BASE,
+    )
+    assert response["Status"] == "FAILED"
+    assert response["Reason"].startswith("RotationStage switch: no CA rotation is in progress")
+    assert "introduce first" in response["Reason"]
+    assert len(response["Reason"]) <= 240
+    assert response["PhysicalResourceId"] == created["PhysicalResourceId"]
+    assert ssm_versions(ssm, list(NAMES.everything)) == before
+
+
+@pytest.mark.parametrize("value", ["retire", "INTRODUCE!", "1", ["introduce"]])
+def test_a_bad_stage_value_is_refused_naming_the_property(invoke: Any, value: Any) -> None:
+    response = invoke("Create", {**BASE, "RotationStage": value})
+    assert response["Status"] == "FAILED"
+    assert response["Reason"].startswith("RotationStage must be introduce or switch")
+
+
+def test_the_stages_through_the_handler_report_their_actions(invoke: Any) -> None:
+    created = invoke("Create", BASE)
+    physical = created["PhysicalResourceId"]
+    steps = [("introduce", None, "introduced"), ("switch", "introduce", "switched"),
+             (None, "switch", "retired"), (None, None, "reused")]  # fmt: skip
+    trusted = []
+    for stage, previous, action in steps:
+        properties = {**BASE, **({"RotationStage": stage} if stage else {})}
+        old = {**BASE, **({"RotationStage": previous} if previous else {})}
+        response = invoke("Update", properties, physical_id=physical, old_properties=old)
+        assert response["Status"] == "SUCCESS", response["Reason"]
+        data = response["Data"]
+        assert data["Action"] == action
+        assert data["TrustedCAFingerprints"].split(",")[0] == data["CAFingerprint"]
+        assert certificate_from_stored(data["CACertificate"])  # the signer's, one certificate
+        trusted.append(data["TrustedCAFingerprints"].count(",") + 1)
+    assert trusted == [2, 2, 1, 1]
+
+
+def test_the_getter_hands_out_both_cas_during_a_rotation(invoke: Any, ssm: Any) -> None:
+    created = invoke("Create", BASE)
+    invoke(
+        "Update",
+        {**BASE, "RotationStage": "introduce"},
+        physical_id=created["PhysicalResourceId"],
+        old_properties=BASE,
+    )
+    getter = invoke(
+        "Create",
+        {"Rack": RACK, "ParameterKey": NAMES.cert(Item.CA)},
+        resource_type="Custom::SelfSignedCertificateGetter",
+    )
+    assert getter["Status"] == "SUCCESS"
+    assert getter["NoEcho"] is False
+    assert len(certificates_from_stored(getter["Data"]["Value"])) == 2
+    # The keys a rotation keeps are never a getter's to hand out.
+    refused = invoke(
+        "Create",
+        {"Rack": RACK, "ParameterKey": NAMES.next_ca_key},
+        resource_type="Custom::SelfSignedCertificateGetter",
+    )
+    assert refused["Status"] == "FAILED"
+    assert refused["Reason"].startswith("ParameterKey")
+
+
+def test_a_two_ca_rsa_3072_bundle_is_too_large_for_a_getter(invoke: Any) -> None:
+    rsa = {**BASE, "KeyAlgorithm": "RSA-3072"}
+    created = invoke("Create", rsa)
+    invoke(
+        "Update",
+        {**rsa, "RotationStage": "introduce"},
+        physical_id=created["PhysicalResourceId"],
+        old_properties=rsa,
+    )
+    getter = invoke(
+        "Create",
+        {"Rack": RACK, "ParameterKey": NAMES.cert(Item.CA)},
+        resource_type="Custom::SelfSignedCertificateGetter",
+    )
+    assert getter["Status"] == "FAILED"
+    assert "too many for CloudFormation's 4096-byte response" in getter["Reason"]
+
+
+# --------------------------------------------------------------------------------------------
+# A crash between any two writes of a stage converges on what the stage asks for
+# --------------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """The Lambda dying mid-request: nothing after it runs."""
+
+
+class Interrupting:
+    """An SSM client proxy that lets ``allowed`` writes and deletes through, then dies."""
+
+    def __init__(self, client: Any, allowed: int) -> None:
+        self._client = client
+        self._allowed = allowed
+        self.done = 0
+
+    def _mutate(self, operation: str, **kwargs: Any) -> Any:
+        if self.done >= self._allowed:
+            raise Crash(operation)
+        self.done += 1
+        return getattr(self._client, operation)(**kwargs)
+
+    def put_parameter(self, **kwargs: Any) -> Any:
+        return self._mutate("put_parameter", **kwargs)
+
+    def delete_parameters(self, **kwargs: Any) -> Any:
+        return self._mutate("delete_parameters", **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _roles(values: dict[str, str], labels: dict[bytes, str]) -> dict[str, Any]:
+    """Where each CA is, by label: A the first signer, B the introduced CA, 'new' any other."""
+    from handler.certificates import public_key_der
+
+    def label(holder: Any) -> str:
+        return labels.setdefault(public_key_der(holder), f"new{len(labels)}")
+
+    def key(name: str) -> str | None:
+        return label(private_key_from_stored(values[name])) if name in values else None
+
+    bundle = certificates_from_stored(values[NAMES.cert(Item.CA)])
+    signer = next(c for c in bundle if label(c) == key(NAMES.key(Item.CA)))
+    leaves_by = {
+        label(signer) if signed_by(certificate_from_stored(values[NAMES.cert(i)]), signer) else "?"
+        for i in (Item.SERVER, Item.CLIENT)
+    }
+    retired = values.get(NAMES.previous_ca_cert)
+    return {
+        "signer": key(NAMES.key(Item.CA)),
+        "bundle": [label(c) for c in bundle],
+        "next": key(NAMES.next_ca_key),
+        "previous": key(NAMES.previous_ca_key),
+        "retired": label(certificate_from_stored(retired)) if retired else None,
+        "leaves signed by": sorted(leaves_by),
+    }
+
+
+# (steps to reach the start: (stage, previous)), the request, its previous stage, the roles after
+TRANSITIONS = {
+    "introduce": ([], INTRODUCE, None, {"signer": "A", "bundle": ["A", "new1"], "next": "new1"}),
+    "switch": ([(INTRODUCE, None)], SWITCH, INTRODUCE,
+               {"signer": "B", "bundle": ["B", "A"], "previous": "A"}),
+    "retire": ([(INTRODUCE, None), (SWITCH, INTRODUCE)], None, SWITCH,
+               {"signer": "B", "bundle": ["B"], "retired": "A"}),
+    "cancel": ([(INTRODUCE, None)], None, INTRODUCE, {"signer": "A", "bundle": ["A"]}),
+    "rollback-of-switch": ([(INTRODUCE, None), (SWITCH, INTRODUCE)], INTRODUCE, SWITCH,
+                           {"signer": "A", "bundle": ["A", "B"], "next": "B"}),
+    "rollback-of-retire": ([(INTRODUCE, None), (SWITCH, INTRODUCE), (None, SWITCH)], SWITCH, None,
+                           {"signer": "B", "bundle": ["B", "A"], "retired": "A"}),
+}  # fmt: skip
+CRASHES = [
+    pytest.param(name, k, id=f"{name}-after-{k}")
+    for name, writes in (("introduce", 2), ("switch", 8), ("retire", 3), ("cancel", 2),
+                         ("rollback-of-switch", 8), ("rollback-of-retire", 1))
+    for k in range(writes)
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "k"), CRASHES)
+def test_a_stage_interrupted_after_k_writes_converges(
+    ssm: Any, steady: dict[str, str], name: str, k: int
+) -> None:
+    from handler.certificates import public_key_der
+
+    steps, stage, previous, expected = TRANSITIONS[name]
+    store = ParameterStore(ssm, sleep=lambda _: None)
+    for step_stage, step_previous in steps:
+        _step(store, step_stage, step_previous)
+    start = _values(ssm)
+    labels = {public_key_der(private_key_from_stored(steady[NAMES.key(Item.CA)])): "A"}
+    introduced = start.get(NAMES.next_ca_key) or (
+        start[NAMES.key(Item.CA)] if NAMES.previous_ca_key in start else None
+    )
+    if name == "rollback-of-retire":
+        introduced = start[NAMES.key(Item.CA)]
+    if introduced:
+        labels[public_key_der(private_key_from_stored(introduced))] = "B"
+    proxy = Interrupting(ssm, k)
+    with pytest.raises(Crash):
+        _step(ParameterStore(proxy, sleep=lambda _: None), stage, previous)  # type: ignore[arg-type]
+    assert proxy.done == k
+    # The Lambda's retry (the same request) finishes it.
+    _step(store, stage, previous)
+    roles = _roles(_values(ssm), labels)
+    wanted = {"next": None, "previous": None, "retired": None, **expected}
+    wanted["leaves signed by"] = [wanted["signer"]]
+    assert roles == wanted
+    # And once finished, the same request again is a repeat: nothing more to write.
+    assert _step(store, stage, previous).action is Action.REUSED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", range(8))
+def test_a_switch_interrupted_after_k_writes_rolls_back_cleanly(
+    ssm: Any, steady: dict[str, str], k: int
+) -> None:
+    """The switch never answered, so CloudFormation rolls back: it sends introduce again."""
+    from handler.certificates import public_key_der
+
+    store = ParameterStore(ssm, sleep=lambda _: None)
+    _step(store, INTRODUCE, None)
+    introduced = _values(ssm)
+    labels = {
+        public_key_der(private_key_from_stored(steady[NAMES.key(Item.CA)])): "A",
+        public_key_der(private_key_from_stored(introduced[NAMES.next_ca_key])): "B",
+    }
+    with pytest.raises(Crash):
+        _step(ParameterStore(Interrupting(ssm, k), sleep=lambda _: None), SWITCH, INTRODUCE)  # type: ignore[arg-type]
+    _step(store, INTRODUCE, SWITCH)
+    assert _roles(_values(ssm), labels) == {
+        "signer": "A",
+        "bundle": ["A", "B"],
+        "next": "B",
+        "previous": None,
+        "retired": None,
+        "leaves signed by": ["A"],
+    }
