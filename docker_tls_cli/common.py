@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 
-from handler.bundle import BundleNames, Item
+from handler.bundle import BundleNames, Item, stored_stage
 from handler.certificates import (
     KeyAlgorithm,
     Unreadable,
@@ -190,6 +190,9 @@ def health_properties(
         if sans:
             chosen["ServerSubjectAltNames"] = ",".join(sans)
             origin["ServerSubjectAltNames"] = "stored"
+    stage = stored_stage(stored.values, stored.names)
+    if stage is not None and "RotationStage" not in chosen:
+        chosen["RotationStage"], origin["RotationStage"] = stage.value, "stored"
     try:
         props = parse_generator({**chosen, "Rack": stored.rack}, now)
     except PropertyError:
@@ -201,6 +204,8 @@ def health_properties(
         "ServerSubjectAltNames": ",".join(props.server_subject_alt_names),
         "RenewBeforeDays": str(props.renew_before_days),
     }
+    if props.rotation_stage is not None:
+        shown["RotationStage"] = props.rotation_stage.value
     return props, {key: f"{value} ({origin.get(key, 'default')})" for key, value in shown.items()}
 
 

@@ -16,6 +16,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
+from cryptography import x509
+
 from docker_tls_cli.common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -29,9 +31,11 @@ from handler.bundle import BundleNames, Decision, Item, plan
 from handler.certificates import (
     Unreadable,
     certificate_from_stored,
+    certificates_from_stored,
     fingerprint,
     private_key_from_stored,
     same_key,
+    signed_by,
     subject_alt_names,
 )
 from handler.store import ParameterStore
@@ -147,6 +151,16 @@ def _docker_context(
     )
 
 
+def _trust_note(trusted: Sequence[x509.Certificate], cert: x509.Certificate) -> str:
+    """Which CA the exported certificate chains to, and what else ca.pem trusts."""
+    signer = next((ca for ca in trusted if signed_by(cert, ca)), None)
+    text = f"CA {fingerprint(signer)[:16]}…" if signer else "CA: none in ca.pem signed it"
+    if len(trusted) > 1:
+        others = ", ".join(f"{fingerprint(ca)[:16]}…" for ca in trusted if ca is not signer)
+        text += f"; ca.pem also trusts {others} (a staged CA rotation)"
+    return text
+
+
 def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: TextIO) -> int:
     now = args.at
     parse_properties(args.rack, {}, now)
@@ -169,7 +183,7 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
         )
     values = stored.values
     try:
-        ca = certificate_from_stored(values[names.cert(Item.CA)])
+        trusted = certificates_from_stored(values[names.cert(Item.CA)])  # ca.pem: all of them
         cert = certificate_from_stored(values[names.cert(item)])
         key = private_key_from_stored(values[names.key(item)])
     except Unreadable as error:
@@ -211,7 +225,7 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
         _write_file(path, base64.b64decode(value.strip()), 0o600 if is_key else 0o644)
     print(
         f"docker-tls: wrote {', '.join(str(p) for p in targets.values())} "
-        f"(key 0600); CA {fingerprint(ca)[:16]}…",
+        f"(key 0600); {_trust_note(trusted, cert)}",
         file=err,
     )
     if args.server:

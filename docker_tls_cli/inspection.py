@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -23,15 +24,18 @@ from docker_tls_cli.common import (
     read_bundle,
     when,
 )
-from handler.bundle import Decision, Plan, plan
+from handler.bundle import Decision, Item, Plan, plan
 from handler.certificates import (
     KeyAlgorithm,
+    PrivateKey,
     Purpose,
     Unreadable,
     certificate_from_stored,
+    certificates_from_stored,
     extended_key_usages,
     fingerprint,
     private_key_from_stored,
+    public_key_der,
     same_key,
     subject_alt_names,
 )
@@ -133,23 +137,35 @@ def inspect_report(
         cert_facts = _parameter_facts(names.cert(item), stored, described)
         key_facts = _parameter_facts(names.key(item), stored, described)
         cert: x509.Certificate | None = None
-        if cert_facts["present"]:
-            try:
-                cert = certificate_from_stored(stored.parameters[names.cert(item)].value)
-                cert_facts["certificate"] = certificate_facts(cert)
-            except Unreadable as error:
-                cert_facts["problem"] = f"unreadable ({error})"
+        key: PrivateKey | None = None
         if key_facts["present"]:
             try:
                 key = private_key_from_stored(stored.parameters[names.key(item)].value)
             except Unreadable as error:
                 key_facts["problem"] = f"unreadable ({error})"
+        if cert_facts["present"]:
+            try:
+                # ca-cert is a trust bundle: one CA, or two during a staged rotation.
+                read = (
+                    certificates_from_stored
+                    if item is Item.CA
+                    else lambda value: (certificate_from_stored(value),)
+                )
+                certs = read(stored.parameters[names.cert(item)].value)
+            except Unreadable as error:
+                cert_facts["problem"] = f"unreadable ({error})"
             else:
-                algorithm = KeyAlgorithm.of(key)
-                key_facts["key"] = {
-                    "algorithm": algorithm.value if algorithm else type(key).__name__,
-                    "matches_certificate": same_key(cert, key) if cert is not None else None,
-                }
+                cert = next((c for c in certs if key and same_key(c, key)), certs[0])
+                cert_facts["certificate"] = certificate_facts(cert)
+                others = [c for c in certs if c is not cert]
+                if others:
+                    cert_facts["also_trusted"] = [certificate_facts(c) for c in others]
+        if key is not None:
+            algorithm = KeyAlgorithm.of(key)
+            key_facts["key"] = {
+                "algorithm": algorithm.value if algorithm else type(key).__name__,
+                "matches_certificate": same_key(cert, key) if cert is not None else None,
+            }
         items.append(
             {
                 "item": item.value,
@@ -168,7 +184,51 @@ def inspect_report(
         "action_if_updated_now": health.action.value,
         "version_track_present": health.remove_version_track,
         "items": items,
+        "rotation": _rotation_facts(stored, described),
     }
+
+
+def _rotation_facts(
+    stored: Stored, described: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A staged rotation's extra parameters that are stored: what each holds, no key material."""
+    found: list[dict[str, Any]] = []
+    for name in stored.names.rotation:
+        facts = _parameter_facts(name, stored, described)
+        if not facts["present"]:
+            continue
+        value = stored.parameters[name].value
+        try:
+            if name == stored.names.previous_ca_cert:
+                facts["certificate"] = certificate_facts(certificate_from_stored(value))
+            else:
+                key = private_key_from_stored(value)
+                algorithm = KeyAlgorithm.of(key)
+                facts["key"] = {
+                    "algorithm": algorithm.value if algorithm else type(key).__name__,
+                    "public_key_sha256": hashlib.sha256(public_key_der(key)).hexdigest(),
+                }
+        except Unreadable as error:
+            facts["problem"] = f"unreadable ({error})"
+        found.append(facts)
+    return found
+
+
+def _render_certificate(facts: Mapping[str, Any], out: TextIO, indent: str = "    ") -> None:
+    eku = facts["extended_key_usage"]
+    rows = [
+        ("subject", facts["subject"]),
+        ("issuer", facts["issuer"]),
+        ("SANs", ", ".join(facts["subject_alt_names"]) or "-"),
+        ("serial", facts["serial"]),
+        ("SHA-256", facts["sha256"]),
+        ("not before", facts["not_before"]),
+        ("not after", facts["not_after"]),
+        ("EKU", "(none: any purpose)" if eku is None else ", ".join(eku) or "-"),
+        ("public key", facts["public_key"]),
+    ]
+    for label, value in rows:
+        print(f"{indent}{label:<11} {value}", file=out)
 
 
 def _render_inspect(report: Mapping[str, Any], note: str, out: TextIO) -> None:
@@ -195,27 +255,33 @@ def _render_inspect(report: Mapping[str, Any], note: str, out: TextIO) -> None:
             if "problem" in parameter:
                 print(f"    {parameter['problem']}", file=out)
             if "certificate" in parameter:
-                facts = parameter["certificate"]
-                eku = facts["extended_key_usage"]
-                rows = [
-                    ("subject", facts["subject"]),
-                    ("issuer", facts["issuer"]),
-                    ("SANs", ", ".join(facts["subject_alt_names"]) or "-"),
-                    ("serial", facts["serial"]),
-                    ("SHA-256", facts["sha256"]),
-                    ("not before", facts["not_before"]),
-                    ("not after", facts["not_after"]),
-                    ("EKU", "(none: any purpose)" if eku is None else ", ".join(eku) or "-"),
-                    ("public key", facts["public_key"]),
-                ]
-                for label, value in rows:
-                    print(f"    {label:<11} {value}", file=out)
+                if "also_trusted" in parameter:
+                    print("    signs:", file=out)
+                _render_certificate(parameter["certificate"], out)
+                for other in parameter.get("also_trusted", []):
+                    print("    also trusted (does not sign):", file=out)
+                    _render_certificate(other, out)
             if "key" in parameter:
                 key = parameter["key"]
                 match = {True: "matches", False: "DOES NOT match", None: "no certificate to match"}
                 print(
                     f"    {'key':<11} {key['algorithm']}, {match[key['matches_certificate']]} "
                     "the certificate",
+                    file=out,
+                )
+    if report["rotation"]:
+        print("\nstaged CA rotation:", file=out)
+        for parameter in report["rotation"]:
+            print(f"  {parameter['name']}  {parameter['type']}", file=out)
+            if "problem" in parameter:
+                print(f"    {parameter['problem']}", file=out)
+            if "certificate" in parameter:
+                _render_certificate(parameter["certificate"], out)
+            if "key" in parameter:
+                key = parameter["key"]
+                print(
+                    f"    {'key':<11} {key['algorithm']}, public key SHA-256 "
+                    f"{key['public_key_sha256'][:16]}…",
                     file=out,
                 )
     if report["version_track_present"]:

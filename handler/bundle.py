@@ -26,6 +26,7 @@ from handler.certificates import (
     Unreadable,
     bundle_pem,
     certificate_from_stored,
+    certificates_from_stored,
     extended_key_usages,
     is_ca,
     private_key_from_stored,
@@ -459,6 +460,22 @@ def plan(
         bundle_changes=bundle_changes,
         removals=tuple(dict.fromkeys(removals)),
     )
+
+
+def stored_stage(values: Mapping[str, str], names: BundleNames) -> RotationStage | None:
+    """The RotationStage the stored bundle is in, as a stack that is not mid-update sends it:
+    introduce while a CA is introduced, switch while both are trusted after a switch."""
+    if names.next_ca_key in values:
+        return RotationStage.INTRODUCE
+    if names.previous_ca_key in values:
+        return RotationStage.SWITCH
+    if names.previous_ca_cert in values:
+        try:
+            if len(certificates_from_stored(values[names.cert(Item.CA)])) > 1:
+                return RotationStage.SWITCH  # a retire rolled back
+        except (Unreadable, KeyError):
+            return None
+    return None
 
 
 @dataclass(frozen=True)

@@ -649,11 +649,93 @@ def test_plan_uses_bundle_plan(
     """No second copy of the decision: the CLI's answer is whatever bundle.plan says."""
     calls: list[dict[str, Any]] = []
 
-    def spy(values: Any, properties: Any, *, rotate: bool, now: dt.datetime) -> Any:
+    def spy(values: Any, properties: Any, *, rotate: bool, now: dt.datetime, **more: Any) -> Any:
         calls.append({"rotate": rotate, "rack": properties.rack, "now": now})
-        return plan(values, properties, rotate=rotate, now=now)
+        return plan(values, properties, rotate=rotate, now=now, **more)
 
     monkeypatch.setattr(cli_plan, "plan", spy)
     code, _, _ = run(recording, "plan", "--rack", RACK, *ECDSA, *AT, "--rotate")
     assert code == cli.EXIT_OK
     assert calls == [{"rotate": True, "rack": RACK, "now": NOW}]
+
+
+# --- a staged CA rotation -------------------------------------------------------------------
+
+
+def _introduce(store: ParameterStore) -> None:
+    import dataclasses
+
+    from handler.rotation import RotationStage
+
+    staged = dataclasses.replace(props(RACK), rotation_stage=RotationStage.INTRODUCE)
+    ensure(store, staged, rotate=False, now=NOW)
+
+
+def test_plan_shows_what_a_stage_would_write_and_refuses_one_out_of_order(
+    recording: RecordingClient, seeded: dict[str, str]
+) -> None:
+    stage = ["--property", "RotationStage=introduce"]
+    code, out, err = run(recording, "plan", "--rack", RACK, *ECDSA, *stage, *AT)
+    assert code == cli.EXIT_OK, err
+    assert "Action: introduced: a new CA is trusted beside the signing one" in out
+    assert f"{NAMES.next_ca_key} parameter is written" in out
+    assert "ca-cert after: signs: CN=docker-tls CA" in out and "then a new CA" in out
+    code, out, err = run(
+        recording, "plan", "--rack", RACK, *ECDSA, "--property", "RotationStage=switch", *AT
+    )
+    assert code == cli.EXIT_USAGE
+    assert "RotationStage switch: no CA rotation is in progress" in err
+    assert "Nothing would be written" in err
+    assert _writes(recording) == []
+
+
+def test_plan_during_an_introduce_knows_the_stack_sends_it(
+    recording: RecordingClient, store: ParameterStore, seeded: dict[str, str]
+) -> None:
+    _introduce(store)
+    code, out, _ = run(
+        recording,
+        "plan",
+        "--rack",
+        RACK,
+        *ECDSA,
+        "--property",
+        "RotationStage=introduce",
+        "--json",
+        *AT,
+    )
+    assert code == cli.EXIT_OK
+    assert json.loads(out)["action"] == "reused"
+    code, out, _ = run(
+        recording,
+        "plan",
+        "--rack",
+        RACK,
+        *ECDSA,
+        "--property",
+        "RotationStage=switch",
+        "--json",
+        *AT,
+    )
+    report = json.loads(out)
+    assert report["action"] == "switched"
+    assert [i["decision"] for i in report["items"]] == ["reuse", "reissue", "reissue"]
+    assert report["parameters_removed"] == [NAMES.next_ca_key]
+
+
+def test_inspect_and_export_read_a_bundle_of_two_cas(
+    recording: RecordingClient, store: ParameterStore, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    _introduce(store)
+    code, out, err = run(recording, "inspect", "--rack", RACK, *AT)
+    assert code == cli.EXIT_OK, err
+    assert "ca: healthy" in out and "client: healthy" in out
+    assert "    signs:" in out and "also trusted (does not sign):" in out
+    assert f"staged CA rotation:\n  {NAMES.next_ca_key}  SecureString" in out
+    _no_secrets(out + err, seeded)
+    code, _, err = run(
+        recording, "export", "--rack", RACK, "--dir", str(tmp_path), "--host", "localhost", *AT
+    )
+    assert code == cli.EXIT_OK, err
+    assert (tmp_path / "ca.pem").read_bytes().count(b"BEGIN CERTIFICATE") == 2
+    assert "ca.pem also trusts" in err
