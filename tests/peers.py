@@ -460,3 +460,37 @@ def python_mtls_handshake(
             client_error=client_error,
             tls_version=tls_version,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# An OpenSSL-based client of a real daemon (Python's ssl)
+# --------------------------------------------------------------------------------------------
+
+
+def openssl_client_ping(
+    port: int,
+    *,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    server_hostname: str = _LOOPBACK,
+    timeout: float = 10,
+) -> str | None:
+    """``GET /_ping`` over mutual TLS to a daemon on 127.0.0.1, as an OpenSSL-based client (an
+    API server in Python, curl) would make it: the daemon verified against ``ca_pem`` (which
+    may hold several CAs) and ``server_hostname``, the client certificate presented. Returns
+    None when the daemon answered 200, else what went wrong."""
+    with _private_tmpdir("ossl-client-") as tmp:
+        paths = _write_pems(tmp, {"cert.pem": cert_pem, "key.pem": key_pem})
+        context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+        context.load_cert_chain(paths["cert.pem"], paths["key.pem"])
+        try:
+            with (
+                socket.create_connection((_LOOPBACK, port), timeout=timeout) as raw,
+                context.wrap_socket(raw, server_hostname=server_hostname) as conn,
+            ):
+                conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                status = conn.recv(64).split(b"\r\n", 1)[0]
+        except (OSError, ssl.SSLError) as error:
+            return _describe(error)
+    return None if b" 200 " in status + b" " else f"daemon answered {status!r}"
