@@ -85,7 +85,7 @@ def _render_plan(report: Mapping[str, Any], out: TextIO) -> None:
     if len(trusted) > 1:
         print("ca-cert after: " + ", then ".join(
             f"{'signs: ' if i == 0 else ''}{c['subject']}"
-            + (f" {c['sha256'][:16]}…" if c["sha256"] else "")
+            + (f" (SHA-256 {c['sha256'][:16]}…)" if c["sha256"] else "")
             for i, c in enumerate(trusted)
         ), file=out)  # fmt: skip
     print(f"Action: {report['action']}: {_ACTION_SUMMARY[report['action']]}", file=out)
