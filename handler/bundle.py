@@ -1,4 +1,4 @@
-"""The bundle's parameters and the decision SPEC §4 makes about them.
+"""The bundle's parameters and the decision rules (docs/DESIGN.md §3) applied to them.
 
 :func:`plan` is a pure function of (stored values, properties, rotation wish, now): it says per
 item (CA, server, client) whether to reuse, reissue, renew or rotate, and why. :func:`issue`

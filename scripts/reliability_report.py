@@ -1,4 +1,4 @@
-"""Run the reliability tests (issue 4) and write docs/RELIABILITY.md from what they recorded.
+"""Run the reliability tests and write docs/RELIABILITY.md from what they recorded.
 
 Every figure in the document comes from this run: each reliability test records what it
 exercised and what happened through pytest's ``record_property`` (see
@@ -180,8 +180,9 @@ def input_section(cases: list[Case]) -> list[str]:
     if stored:
         lines += [
             f"**{len(stored)} corrupted stored values** (one parameter, or a swapped pair, of a "
-            "healthy bundle), through an Update: SUCCESS with SPEC §4's repair, a healthy bundle "
-            "after, and the CA untouched whenever the corruption was not in the CA. "
+            "healthy bundle), through an Update: SUCCESS with the decision rules' repair "
+            "(docs/DESIGN.md §3), a healthy bundle after, and the CA untouched whenever the "
+            "corruption was not in the CA. "
             f"{_status(stored)}.",
             "",
             "| repair (Action) | cases | corruptions |",

@@ -1,5 +1,6 @@
-"""Shared machinery for the reliability tests (issue 4): HTTP-level SSM fault injection on real
-botocore clients, a shared local SSM server, bundle health checks, and figure recording.
+"""Shared machinery for the reliability tests (docs/RELIABILITY.md): HTTP-level SSM fault
+injection on real botocore clients, a shared local SSM server, bundle health checks, and figure
+recording.
 
 Figures: each reliability test calls :func:`figure` (a thin wrapper over pytest's
 ``record_property``); ``scripts/reliability_report.py`` reads them back from the JUnit XML and
@@ -204,7 +205,8 @@ def versions(client: Any, names: BundleNames) -> dict[str, int]:
 
 
 def assert_healthy(values: Mapping[str, str], props: GeneratorProperties, now: dt.datetime) -> str:
-    """The stored bundle plans as all-reuse (SPEC §4 healthy); returns the CA fingerprint."""
+    """The stored bundle plans as all-reuse (healthy by docs/DESIGN.md §3); returns the CA's
+    fingerprint."""
     current = plan(values, props, rotate=False, now=now)
     assert [p.decision for p in current] == [Decision.REUSE] * 3, [
         (p.item.value, p.reason) for p in current

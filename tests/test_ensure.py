@@ -1,4 +1,4 @@
-"""ensure() against SSM (in-process moto): SPEC §4's decision rules, observed as writes."""
+"""ensure() against SSM (in-process moto): the decision rules (docs/DESIGN.md §3) as writes."""
 
 from __future__ import annotations
 

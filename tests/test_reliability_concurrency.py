@@ -1,4 +1,4 @@
-"""Reliability (issue 4, item 3): simultaneous Creates/Updates for one Rack converge on one CA.
+"""Reliability: simultaneous Creates/Updates for one Rack converge on one CA.
 
 Each writer is its own process (as concurrent Lambda invocations are separate sandboxes), forked
 after imports so it starts in milliseconds, with its own boto3 client talking HTTP to moto's

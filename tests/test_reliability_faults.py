@@ -1,4 +1,4 @@
-"""Reliability (issue 4, item 1): SSM faults on every call, and crash consistency.
+"""Reliability: SSM faults on every call, and crash consistency.
 
 Faults are injected at the HTTP layer of a real botocore client built as production builds it
 (standard retry mode, 5 attempts) talking to moto's server on 127.0.0.1, so botocore's own

@@ -1,8 +1,9 @@
-"""Reliability (issue 4, item 2): malformed events, corrupted stored values, and fuzzing.
+"""Reliability: malformed events, corrupted stored values, and fuzzing.
 
 Every malformed event goes through ``lambda_handler``: exactly one response within seconds
 (none only when there is nowhere to send it), FAILED with a reason naming the problem, and no
-SSM write. Every corrupted stored value gets SPEC §4's repair, never a write over a healthy CA.
+SSM write. Every corrupted stored value gets the repair docs/DESIGN.md §3 prescribes, never a
+write over a healthy CA.
 Property-based tests (hypothesis, derandomized, fixed budget) do the same over generated
 properties and stored bundles.
 """
@@ -516,7 +517,7 @@ def _corrupt(values: dict[str, str], item: Item, part: str, how: str) -> str:
     raise AssertionError(how)
 
 
-#: (item, part, how, swap?) -> what SPEC §4 says happens
+#: (item, part, how, swap?) -> what docs/DESIGN.md §3 says happens
 CORRUPTIONS: list[tuple[Item, str, str]] = [
     *[
         (Item.CA, "cert", h)
@@ -586,8 +587,8 @@ def _expected(item: Item, part: str, how: str) -> str:
     if how == "whitespace-padded":
         return "reused"
     if item is Item.CA and (part == "key" or how == "other-ca-cert"):
-        # SPEC §4.4: the CA key is unreadable; or a CA certificate is rebuilt for a key other
-        # than that of the stored, valid CA certificate: a new trust anchor, so a rotation.
+        # docs/DESIGN.md §3 rule 4: the CA key is unreadable; or a CA certificate is rebuilt for
+        # a key other than that of the stored, valid CA certificate: a new trust anchor.
         return "rotated"
     return "renewed"
 

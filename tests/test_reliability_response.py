@@ -1,4 +1,4 @@
-"""Reliability (issue 4, item 4): the response path and the Lambda-timeout guard.
+"""Reliability: the response path and the Lambda-timeout guard.
 
 crhelper retries the PUT forever and ignores the HTTP status; ours is bounded in attempts and in
 time (never past the Lambda's end), logs a refused PUT as an error, never logs the URL's signed

@@ -1,4 +1,4 @@
-"""Reliability (issue 4, item 5): a whole lifecycle with every logger at DEBUG leaks nothing.
+"""Reliability: a whole lifecycle with every logger at DEBUG leaks nothing.
 
 SSM over real HTTP (moto's server; botocore at DEBUG logs every request and response body,
 SecureString values included) and the responses over real HTTPS to a local receiver. Afterwards

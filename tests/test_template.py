@@ -54,7 +54,7 @@ SSM_ACTIONS = {
 LEGACY_ACTIONS = SSM_ACTIONS - {"ssm:PutParameter"}
 KMS_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
 
-# SPEC §2 and §4: properties each type accepts, and the generator's returned attributes.
+# docs/DESIGN.md §1: properties each type accepts, and the generator's returned attributes.
 COMMON_PROPS = {"ServiceToken", "ServiceTimeout", "Description"}
 GENERATOR_PROPS = COMMON_PROPS | {
     "Rack",
@@ -350,9 +350,9 @@ def check_attributes(tpl: Template) -> None:
     assert {"CACertSSMKey", "ServerCertSSMKey", "ServerKeySSMKey"} <= keys, keys
     for target, attr in getatts(tpl):
         if target in gens:
-            assert attr in GENERATOR_ATTRS, f"{target}.{attr} is not in the SPEC"
+            assert attr in GENERATOR_ATTRS, f"{target}.{attr} is not in docs/DESIGN.md §1"
         if target in getters:
-            assert attr in GETTER_ATTRS, f"{target}.{attr} is not in the SPEC"
+            assert attr in GETTER_ATTRS, f"{target}.{attr} is not in docs/DESIGN.md §1"
 
 
 def check_log_group(tpl: Template) -> None:

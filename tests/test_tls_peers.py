@@ -1,4 +1,4 @@
-"""The bundle the handler stores, proven against the programs that consume it (issue 3).
+"""The bundle the handler stores, proven against the programs that consume it.
 
 Every certificate and key used in a positive case here is made BY THE HANDLER: a CloudFormation
 event goes through ``lambda_handler``, the handler writes to SSM (moto's server over real HTTP),
