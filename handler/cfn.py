@@ -78,7 +78,15 @@ def send_response(
         log.error("the ResponseURL is not a URL: no response sent", extra={"url": "[unparsable]"})
         return False
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    context = ssl.create_default_context(cafile=os.environ.get(RESPONSE_CA_BUNDLE_ENV) or None)
+    cafile = os.environ.get(RESPONSE_CA_BUNDLE_ENV) or None
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as error:
+        log.error(
+            f"{RESPONSE_CA_BUNDLE_ENV}={cafile} cannot be used: no response sent",
+            extra={"error": str(error)},
+        )
+        return False
     for attempt in range(1, attempts + 1):
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:

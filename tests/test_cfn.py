@@ -1,0 +1,200 @@
+"""The response sender and envelope (handler/cfn.py), against a plain-HTTP receiver on 127.0.0.1.
+
+CloudFormation's presigned URLs are HTTPS (the e2e tests cover that); a plain ``http://`` URL
+is what a local invoke or a test harness gives, and must work as well. Fast: no moto, no keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from handler import cfn
+
+
+class _Received:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
+        self.status = 200
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[tuple[str, _Received]]:
+    received = _Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            received.requests.append(("PUT", self.path, body, dict(self.headers)))
+            self.send_response(received.status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_plain_http_url_gets_the_body(http_receiver: tuple[str, _Received]) -> None:
+    base, received = http_receiver
+    body = {"Status": "SUCCESS", "PhysicalResourceId": "x", "Data": {"Action": "reused"}}
+    assert cfn.send_response(f"{base}/cfn/abc?X-Amz-Signature=s", body, attempts=1) is True
+    [(method, path, sent, headers)] = received.requests
+    assert (method, path) == ("PUT", "/cfn/abc?X-Amz-Signature=s")  # the query is kept
+    assert sent == body
+    assert headers.get("content-type", "") == ""  # S3 presigned PUTs sign an empty type
+    assert headers["content-length"] == str(len(json.dumps(body).encode()))
+
+
+def test_a_url_without_a_path_puts_to_the_root(http_receiver: tuple[str, _Received]) -> None:
+    base, received = http_receiver
+    assert cfn.send_response(base, {"Status": "SUCCESS"}, attempts=1) is True
+    assert [path for _, path, _, _ in received.requests] == ["/"]
+
+
+def test_a_refused_put_is_retried_a_bounded_number_of_times(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    base, received = http_receiver
+    received.status = 403
+    pauses: list[float] = []
+    assert (
+        cfn.send_response(f"{base}/r", {"Status": "SUCCESS"}, attempts=3, sleep=pauses.append)
+        is False
+    )
+    assert len(received.requests) == 3
+    assert pauses == [2.0, 4.0]  # growing, bounded (min(2 * attempt, 5))
+
+
+def test_the_reason_is_cut_to_cloudformations_budget_keeping_its_start() -> None:
+    reason = "ServerSubjectAltNames entry 'x' is bad. " + "detail " * 100
+    cut = cfn.front_loaded(reason)
+    assert len(cut) == cfn.MAX_REASON
+    assert cut.startswith("ServerSubjectAltNames entry 'x' is bad.")
+    assert cut.endswith("...")
+    assert cfn.front_loaded("  short\n reason ") == "short reason"
+
+
+def test_only_a_2xx_answer_counts_as_delivered(http_receiver: tuple[str, _Received]) -> None:
+    base, received = http_receiver
+    received.status = 300
+    assert cfn.send_response(f"{base}/r", {"Status": "SUCCESS"}, attempts=1) is False
+    received.status = 299
+    assert cfn.send_response(f"{base}/r", {"Status": "SUCCESS"}, attempts=1) is True
+
+
+def test_a_url_that_is_not_one_sends_nothing() -> None:
+    assert cfn.send_response("http://127.0.0.1:notaport/r", {"Status": "SUCCESS"}) is False
+
+
+def test_no_retry_pause_runs_past_the_lambdas_end(http_receiver: tuple[str, _Received]) -> None:
+    import time
+
+    base, received = http_receiver
+    received.status = 500
+    pauses: list[float] = []
+    deadline = time.monotonic() + 1.0  # the first pause (2 s) would end after it
+    delivered = cfn.send_response(
+        f"{base}/r", {"Status": "SUCCESS"}, attempts=4, sleep=pauses.append, deadline=deadline
+    )
+    assert delivered is False
+    assert pauses == [] and len(received.requests) == 1
+
+
+def test_the_documented_variable_names_the_responses_ca() -> None:
+    """template.yaml and the docs name DOCKER_TLS_RESPONSE_CA_BUNDLE: that is what is read."""
+    from devkit.receiver import response_receiver
+
+    with response_receiver() as receiver:
+        saved = os.environ.pop(cfn.RESPONSE_CA_BUNDLE_ENV)
+        try:
+            assert cfn.send_response(receiver.url(), {"Status": "SUCCESS"}, attempts=1) is False
+            os.environ["DOCKER_TLS_RESPONSE_CA_BUNDLE"] = str(receiver.ca_file)
+            assert cfn.send_response(receiver.url(), {"Status": "SUCCESS"}, attempts=1) is True
+        finally:
+            os.environ.pop("DOCKER_TLS_RESPONSE_CA_BUNDLE", None)
+            os.environ[cfn.RESPONSE_CA_BUNDLE_ENV] = saved
+
+
+def test_an_unreadable_response_ca_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad DOCKER_TLS_RESPONSE_CA_BUNDLE (a local invoke's mistake) must not crash the one
+    response: the sender says why and gives up, like any other undeliverable response."""
+    monkeypatch.setenv(cfn.RESPONSE_CA_BUNDLE_ENV, "/nonexistent/ca.pem")
+    with caplog.at_level(logging.ERROR):
+        assert cfn.send_response("https://127.0.0.1:9/r", {"Status": "SUCCESS"}) is False
+    assert any("/nonexistent/ca.pem" in r.getMessage() for r in caplog.records)
+
+
+def _resource(function: Any) -> cfn.CustomResource:
+    resource = cfn.CustomResource(timeout_margin=3.0)
+    resource.create(function)
+    return resource
+
+
+def test_the_guard_answers_before_the_lambdas_time_runs_out(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """3.2 s of Lambda time and a 3 s margin: the guard answers FAILED after about 0.2 s,
+    while the function is still running, with the id chosen up front."""
+    import time
+
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+    seen: list[float] = []
+
+    def slow(event: Any, context: Any) -> str:
+        started = time.monotonic()
+        while not resource.answered() and time.monotonic() - started < 5:
+            time.sleep(0.01)
+        seen.append(time.monotonic() - started)
+        return "bundle-id"
+
+    resource = _resource(slow)
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/g")
+    resource(body, LambdaContext(timeout_seconds=3.2))
+    [(_, _, sent, _)] = received.requests
+    assert sent["Status"] == "FAILED"
+    assert sent["Reason"].startswith("Timed out before the bundle was ensured")
+    assert sent["PhysicalResourceId"] == f"failed-{body['RequestId']}"
+    assert seen and seen[0] < 1.0
+
+
+def test_the_log_context_keeps_each_field_to_100_characters(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    from devkit.events import LambdaContext, event
+    from handler import logs
+
+    base, _ = http_receiver
+    context: list[dict[str, str]] = []
+    resource = _resource(lambda e, c: context.append(dict(logs._context.get() or {})))
+    body = event("Create", "T" * 300, "L" * 300, {}, response_url=f"{base}/l")
+    body["RequestId"] = "R" * 300
+    resource(body, LambdaContext())
+    assert context == [
+        {
+            "RequestId": "R" * 100,
+            "RequestType": "Create",
+            "ResourceType": "T" * 100,
+            "LogicalResourceId": "L" * 100,
+        }
+    ]
