@@ -249,18 +249,10 @@ def stage(
             return as_stored()  # nothing to stage around: the ordinary rules decide
         if requested is None:
             if others and stored_cert_of(signer) is not None:
-                # A CA beside the signer and no key for it: a retire rolled back (or a
-                # hand-edited bundle). Retire it again; the rollback window stays open.
-                return outcome(
-                    signer,
-                    Step.RETIRED,
-                    moves=(
-                        None
-                        if retired is not None
-                        else Move(previous_ca_cert, to_stored(certificate_pem(others[0])), False),
-                    ),
-                    reason="only the signing CA stays trusted",
-                )
+                # A CA beside the signer and no key for it: a retire rolled back (its
+                # certificate is still in previous-ca-cert for the window) or a hand-edited
+                # bundle. Only the signer stays trusted.
+                return outcome(signer, Step.RETIRED, reason="only the signing CA stays trusted")
             closing = previous is None and previous_ca_cert in values
             return as_stored(
                 removals=(previous_ca_cert,) if closing else (),

@@ -299,3 +299,39 @@ def test_an_unaltered_hand_encoded_rsa_key_reads() -> None:
     assert isinstance(
         private_key_from_stored(to_stored(_corrupted_rsa_pem(lambda n: {}))), rsa.RSAPrivateKey
     )
+
+
+def test_leaves_name_their_role() -> None:
+    ca = _ca()
+    server = ca.issue(Purpose.SERVER, KeyAlgorithm.ECDSA_P256, validity_days=1, now=NOW)
+    client = ca.issue(Purpose.CLIENT, KeyAlgorithm.ECDSA_P256, validity_days=1, now=NOW)
+    assert server.cert.subject.rfc4514_string() == "CN=docker-tls server"
+    assert client.cert.subject.rfc4514_string() == "CN=docker-tls client"
+
+
+def test_a_certificate_without_basic_constraints_is_no_ca() -> None:
+    from handler.certificates import is_ca
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "no constraints")])
+    bare = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    assert is_ca(bare) is False
+    assert is_ca(_ca().cert) is True
+
+
+def test_a_key_of_another_kind_is_refused_saying_which() -> None:
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(Unreadable) as raised:
+        private_key_from_stored(to_stored(pem))
+    assert str(raised.value) == "Ed25519PrivateKey keys are not used for Docker TLS here"

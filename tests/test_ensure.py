@@ -421,3 +421,135 @@ def test_a_parameter_ssm_will_not_downgrade_stays_advanced(
     assert puts[1]["Name"] == puts[0]["Name"]
     assert puts[1]["Tier"] == "Advanced"
     assert all(p["Tier"] == "Standard" for p in puts[2:])
+
+
+# --- concurrent writers and what the logs say ------------------------------------------------
+
+
+class _Racing:
+    """An SSM client proxy where another writer creates each named parameter just before our
+    create-if-absent write of it, ``times`` times: the conflict a parallel invocation causes."""
+
+    def __init__(self, client: Any, names: list[str], times: int = 1) -> None:
+        self._client = client
+        self._names = names
+        self._left = times
+        self.ca_keys: list[str] = []
+
+    def put_parameter(self, **kwargs: Any) -> Any:
+        if kwargs["Name"] == NAMES.key(Item.CA):
+            self.ca_keys.append(kwargs["Value"])
+        if self._left and kwargs["Name"] in self._names and not kwargs["Overwrite"]:
+            self._left -= 1
+            theirs = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=9, now=NOW)
+            self._client.put_parameter(
+                Name=kwargs["Name"],
+                Value=to_stored(certificate_pem(theirs.cert)),
+                Type=kwargs["Type"],
+            )
+        return self._client.put_parameter(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_write_conflict_backs_off_longer_each_round(ssm: Any) -> None:
+    pauses: list[float] = []
+    racing = _Racing(ssm, [NAMES.cert(Item.SERVER), NAMES.cert(Item.CLIENT)], times=2)
+    store = ParameterStore(racing)  # type: ignore[arg-type]
+    outcome = ensure(store, props(), rotate=False, now=NOW, sleep=pauses.append)
+    assert len(outcome.plans) == 4  # two rounds lost a race, the third wrote, the last verified
+    assert len(pauses) == 2
+    assert 0.05 <= pauses[0] <= 0.2 and 0.1 <= pauses[1] <= 0.4  # growing with the round
+
+
+def test_a_rotation_interrupted_by_a_conflict_rotates_once(ssm: Any, store: ParameterStore) -> None:
+    """A concurrent writer after our new CA key (round 1) must not make round 2 rotate again:
+    that would install a second new CA under the first one's leaves."""
+    ensure(store, props(), rotate=False, now=NOW)
+    ssm.delete_parameter(Name=NAMES.cert(Item.SERVER))  # round 1 creates it: the race is there
+    racing = _Racing(ssm, [NAMES.cert(Item.SERVER)])
+    outcome = ensure(ParameterStore(racing), props(), rotate=True, now=NOW, sleep=lambda _: None)  # type: ignore[arg-type]
+    assert outcome.action is Action.ROTATED
+    assert len(racing.ca_keys) == 1
+    assert _values(ssm)[NAMES.key(Item.CA)] == racing.ca_keys[0]
+
+
+def test_the_rotation_warning_says_why_per_item(
+    ssm: Any, store: ParameterStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure(store, props(), rotate=False, now=NOW)
+    with caplog.at_level(logging.WARNING):
+        ensure(store, props(), rotate=True, now=NOW)
+    [warning] = [r for r in caplog.records if "must be replaced" in r.getMessage()]
+    assert warning.decisions == {  # type: ignore[attr-defined]
+        "ca": "rotate: RotationToken changed",
+        "server": "reissue: CA rotated",
+        "client": "reissue: CA rotated",
+    }
+
+
+def test_a_ca_key_alone_is_renewed_under_the_default_name(ssm: Any, store: ParameterStore) -> None:
+    """The CA certificate and every leaf gone, the key kept: renew under CN=docker-tls CA
+    (nothing is left to take the old name from) rather than fail or rotate."""
+    ensure(store, props(), rotate=False, now=NOW)
+    key = _values(ssm)[NAMES.key(Item.CA)]
+    for name in NAMES.material:
+        if name != NAMES.key(Item.CA):
+            ssm.delete_parameter(Name=name)
+    outcome = ensure(store, props(), rotate=False, now=NOW)
+    assert outcome.action is Action.RENEWED
+    assert outcome.ca_cert.subject.rfc4514_string() == "CN=docker-tls CA"
+    assert same_key(outcome.ca_cert, private_key_from_stored(key))
+    assert _values(ssm)[NAMES.key(Item.CA)] == key
+
+
+def test_writers_that_never_stop_end_in_a_failure_after_six_rounds(
+    recording: RecordingClient,
+) -> None:
+    from handler.ensure import MAX_ROUNDS, NotConverged
+
+    # Every create-if-absent write finds the parameter just taken by someone else.
+    recording.fail("put_parameter", client_error("ParameterAlreadyExists", "PutParameter"))
+    pauses: list[float] = []
+    with pytest.raises(NotConverged) as raised:
+        ensure(ParameterStore(recording), props(), rotate=False, now=NOW, sleep=pauses.append)  # type: ignore[arg-type]
+    assert len(pauses) == MAX_ROUNDS == 6
+    assert str(raised.value) == (
+        "the bundle for Rack 'convox' kept changing under concurrent writers for 6 rounds"
+    )
+
+
+def test_the_reasons_an_operator_reads(ssm: Any, store: ParameterStore) -> None:
+    from handler.bundle import plan
+
+    ensure(store, props(), rotate=False, now=NOW)
+    healthy = plan(_values(ssm), props(), rotate=False, now=NOW)
+    assert [p.reason for p in healthy] == ["healthy", "healthy", "healthy"]
+    ssm.delete_parameter(Name=NAMES.cert(Item.SERVER))
+    rsa = props(key_algorithm=KeyAlgorithm.RSA_2048)
+    damaged = plan(_values(ssm), rsa, rotate=False, now=NOW)
+    assert damaged.items[1].reason == "certificate not stored"
+    assert damaged.items[2].reason == "key is ECDSA-P256, KeyAlgorithm asks for RSA-2048"
+    kept = plan(_values(ssm), props(), rotate=False, now=NOW)
+    assert kept.items[1].reason == "certificate not stored; the stored key is kept"
+
+
+def test_the_parameter_names_are_the_convox_racks(ssm: Any) -> None:
+    """The names the old convox handler used, and the README documents: an adopted rack's
+    parameters are found by them, and consumers read them."""
+    names = BundleNames.for_rack("convox")
+    assert names.material == (
+        "636f6e766f78-docker-tls-ca-cert",
+        "636f6e766f78-docker-tls-ca-key",
+        "636f6e766f78-docker-tls-server-cert",
+        "636f6e766f78-docker-tls-server-key",
+        "636f6e766f78-docker-tls-cert",
+        "636f6e766f78-docker-tls-key",
+    )
+    assert names.version_track == "636f6e766f78-version-track"
+    assert names.rotation == (
+        "636f6e766f78-docker-tls-next-ca-key",
+        "636f6e766f78-docker-tls-previous-ca-key",
+        "636f6e766f78-docker-tls-previous-ca-cert",
+    )

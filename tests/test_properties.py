@@ -179,3 +179,47 @@ def test_only_a_changed_rotation_token_requests_rotation() -> None:
     assert rotation_requested({"RotationToken": "b"}, {"RotationToken": "a"})
     assert rotation_requested({"RotationToken": "a"}, {})
     assert rotation_requested({}, {"RotationToken": "a"})
+
+
+@pytest.mark.parametrize(("length", "ok"), [(253, True), (254, False)])
+def test_a_dns_name_is_at_most_253_characters(length: int, ok: bool) -> None:
+    labels = ["a" * 63, "b" * 63, "c" * 63]
+    name = ".".join(labels)
+    name = name + "." + "d" * (length - len(name) - 1)
+    assert len(name) == length
+    if ok:
+        parsed = parse_generator({"Rack": "r", "ServerSubjectAltNames": name}, NOW)
+        assert parsed.server_subject_alt_names == (name,)
+    else:
+        with pytest.raises(PropertyError, match="is neither an IP address nor a DNS name"):
+            parse_generator({"Rack": "r", "ServerSubjectAltNames": name}, NOW)
+
+
+def test_a_renewal_window_of_one_day_is_accepted() -> None:
+    parsed = parse_generator({"Rack": "r", "ValidityDays": "2", "RenewBeforeDays": "1"}, NOW)
+    assert (parsed.validity_days, parsed.renew_before_days) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        (
+            {"KeyAlgorithm": "DSA"},
+            "KeyAlgorithm must be one of RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384, "
+            "got 'DSA'",
+        ),
+        ({"ValidityDays": "1.5"}, "ValidityDays must be a whole number of days, got '1.5'"),
+        (
+            {"ValidityDays": "30"},
+            "RenewBeforeDays (60) must be less than ValidityDays (30)",
+        ),
+        ({"Nope": "1"}, "Nope is not a property of this resource (allowed: "),
+        ({"Nope": "1", "Other": "2"}, "Nope, Other are not a property of this resource"),
+        ({"Rack": "a\x7fb"}, "Rack must not have surrounding spaces or control characters"),
+        ({"Rack": "a\x1fb"}, "Rack must not have surrounding spaces or control characters"),
+    ],
+)
+def test_the_reasons_read_as_sentences(properties: dict[str, Any], message: str) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", **properties}, NOW)
+    assert str(raised.value).startswith(message)

@@ -211,7 +211,10 @@ def test_a_rolled_back_retire_trusts_the_old_ca_again(
     assert _bundle(values) == [b, a] and _signer(values) == b
     assert NAMES.previous_ca_key not in values  # the old key stays gone
     assert _step(store, None, SWITCH).action is Action.RETIRED
-    assert _bundle(_values(ssm)) == [b]
+    values = _values(ssm)
+    assert _bundle(values) == [b]
+    kept = ssm.get_parameter(Name=NAMES.previous_ca_cert)["Parameter"]  # the window again
+    assert kept["Type"] == "String" and fingerprint(certificate_from_stored(kept["Value"])) == a
 
 
 def test_switch_without_a_rotation_is_refused_and_writes_nothing(
@@ -379,3 +382,75 @@ def test_a_two_ca_rsa_3072_bundle_is_too_large_for_a_getter(invoke: Any) -> None
     )
     assert getter["Status"] == "FAILED"
     assert "too many for CloudFormation's 4096-byte response" in getter["Reason"]
+
+
+# --------------------------------------------------------------------------------------------
+# What an operator reads, and stages found half done
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_stage_is_read_from_what_is_stored(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    from handler.bundle import stored_stage
+
+    seen = [stored_stage(_values(ssm), NAMES)]
+    for stage, previous in ((INTRODUCE, None), (SWITCH, INTRODUCE), (None, SWITCH), (SWITCH, None)):
+        _step(store, stage, previous)
+        seen.append(stored_stage(_values(ssm), NAMES))
+    assert seen == [None, INTRODUCE, SWITCH, None, SWITCH]  # retired; then a retire rolled back
+
+
+def test_a_cancel_that_only_removes_is_still_a_cancel(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    """A cancel interrupted after its bundle write leaves only the key to remove."""
+    _step(store, INTRODUCE, None)
+    ssm.put_parameter(
+        Name=NAMES.cert(Item.CA), Value=steady[NAMES.cert(Item.CA)], Type="String", Overwrite=True
+    )
+    outcome = _step(store, None, INTRODUCE)
+    assert outcome.action is Action.CANCELLED
+    assert (outcome.written, outcome.removed) == (0, 1)
+
+
+def test_an_introduced_ca_is_named_by_its_key(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    import hashlib
+    import re
+
+    from handler.bundle import plan
+    from handler.certificates import public_key_der
+
+    introduce = _props(INTRODUCE)
+    planned = plan(_values(ssm), introduce, rotate=False, now=NOW)
+    assert planned.items[0].reason == (
+        "healthy; a new CA (ECDSA-P256) is trusted beside the signing one"
+    )
+    _step(store, INTRODUCE, None)
+    values = _values(ssm)
+    new = certificates_from_stored(values[NAMES.cert(Item.CA)])[1]
+    name = new.subject.rfc4514_string()
+    assert re.fullmatch(r"CN=docker-tls CA [0-9a-f]{8}", name)
+    digest = hashlib.sha256(public_key_der(private_key_from_stored(values[NAMES.next_ca_key])))
+    assert name.endswith(digest.hexdigest()[:8])
+
+
+def test_a_ca_beside_the_signer_with_no_key_is_retired(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    """A bundle holding another CA and no rotation in progress (hand-edited): an ordinary
+    update retires it; nothing of it is kept, as no stack update ever trusted it."""
+    from handler.certificates import CertificateAuthority, KeyAlgorithm, bundle_pem, to_stored
+
+    other = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=9, now=NOW).cert
+    signer = certificate_from_stored(steady[NAMES.cert(Item.CA)])
+    ssm.put_parameter(
+        Name=NAMES.cert(Item.CA), Value=to_stored(bundle_pem((signer, other))), Type="String",
+        Overwrite=True,
+    )  # fmt: skip
+    assert _step(store, None, None).action is Action.RETIRED
+    values = _values(ssm)
+    assert _bundle(values) == [fingerprint(signer)]
+    assert not set(NAMES.rotation) & set(values)

@@ -1,0 +1,153 @@
+"""ParameterStore (handler/store.py) against in-process moto: what each call sends, and what it
+does with each kind of answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handler.store import (
+    ADVANCED_LIMIT,
+    STANDARD_LIMIT,
+    ParameterConflict,
+    ParameterStore,
+    Stopped,
+    StoreError,
+)
+from tests.conftest import RecordingClient, client_error
+
+
+def _puts(recording: RecordingClient) -> list[dict[str, Any]]:
+    return [kwargs for name, kwargs in recording.calls if name == "put_parameter"]
+
+
+def test_read_asks_ten_names_a_call_and_leaves_absent_ones_out(
+    recording: RecordingClient, recorded_store: ParameterStore, ssm: Any
+) -> None:
+    names = [f"p{i:02d}" for i in range(23)]
+    for name in names[::2]:
+        ssm.put_parameter(Name=name, Value=f"v-{name}", Type="SecureString")
+    found = recorded_store.read(names)
+    assert sorted(found) == names[::2]
+    assert found["p04"].value == "v-p04"
+    assert (found["p04"].type, found["p04"].version) == ("SecureString", 1)
+    calls = [kwargs for name, kwargs in recording.calls if name == "get_parameters"]
+    assert [len(c["Names"]) for c in calls] == [10, 10, 3]
+    assert all(c["WithDecryption"] is True for c in calls)
+
+
+@pytest.mark.parametrize(
+    ("length", "tier"), [(STANDARD_LIMIT, "Standard"), (STANDARD_LIMIT + 1, "Advanced")]
+)
+def test_a_value_goes_advanced_only_over_the_standard_limit(
+    recording: RecordingClient, recorded_store: ParameterStore, length: int, tier: str
+) -> None:
+    recorded_store.put("p", "x" * length, secure=False, kms_key_id="alias/k", overwrite=False)
+    [put] = _puts(recording)
+    assert put["Tier"] == tier
+    assert put["Type"] == "String"
+    assert "KeyId" not in put  # a String is never encrypted
+
+
+def test_a_secure_value_names_its_kms_key_and_creates_only_when_absent(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    recorded_store.put("k", "secret", secure=True, kms_key_id="alias/k", overwrite=False)
+    [put] = _puts(recording)
+    assert (put["Type"], put["KeyId"], put["Overwrite"]) == ("SecureString", "alias/k", False)
+    with pytest.raises(ParameterConflict):
+        recorded_store.put("k", "other", secure=True, kms_key_id=None, overwrite=False)
+    recorded_store.put("k", "other", secure=True, kms_key_id=None, overwrite=True)
+    assert "KeyId" not in _puts(recording)[-1]
+    assert recorded_store.read(["k"])["k"].value == "other"
+
+
+def test_a_value_over_the_advanced_limit_is_refused_before_any_call(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    with pytest.raises(StoreError) as raised:
+        recorded_store.put(
+            "p", "x" * (ADVANCED_LIMIT + 1), secure=False, kms_key_id=None, overwrite=False
+        )
+    assert raised.value.code == "ValueTooLarge"
+    assert recording.calls == []
+
+
+def test_too_many_updates_is_retried_with_growing_pauses_then_fails(
+    recording: RecordingClient, ssm: Any
+) -> None:
+    pauses: list[float] = []
+    store = ParameterStore(recording, sleep=pauses.append)  # type: ignore[arg-type]
+    recording.fail("put_parameter", client_error("TooManyUpdates", "PutParameter"), times=2)
+    assert store.put("p", "v", secure=False, kms_key_id=None, overwrite=False) == 1
+    assert len(pauses) == 2 and 0.1 <= pauses[0] < pauses[1] <= 0.3
+    recording.fail("put_parameter", client_error("TooManyUpdates", "PutParameter"))
+    with pytest.raises(StoreError) as raised:
+        store.put("q", "v", secure=False, kms_key_id=None, overwrite=False)
+    assert raised.value.code == "TooManyUpdates"
+    assert recording.count("put_parameter") == 3 + 5  # bounded: five attempts
+
+
+def test_a_parameter_ssm_keeps_advanced_is_written_advanced(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    recording.fail("put_parameter", client_error("ValidationException", "PutParameter"), times=1)
+    recorded_store.put("p", "small", secure=False, kms_key_id=None, overwrite=True)
+    assert [p["Tier"] for p in _puts(recording)] == ["Standard", "Advanced"]
+
+
+@pytest.mark.parametrize(
+    "code", ["AccessDeniedException", "ThrottlingException", "KMSAccessDeniedException"]
+)
+def test_other_errors_become_store_errors_naming_the_code(
+    recording: RecordingClient, recorded_store: ParameterStore, code: str
+) -> None:
+    recording.fail("get_parameters", client_error(code, "GetParameters", "no PEM here"))
+    with pytest.raises(StoreError) as raised:
+        recorded_store.read(["a"])
+    assert raised.value.code == code
+    assert str(raised.value) == f"SSM GetParameters failed ({code}): no PEM here"
+
+
+def test_a_stop_before_a_write_or_a_delete_prevents_it(
+    recording: RecordingClient, recorded_store: ParameterStore, ssm: Any
+) -> None:
+    with pytest.raises(Stopped):
+        recorded_store.put(
+            "p", "v", secure=False, kms_key_id=None, overwrite=False, should_stop=lambda: True
+        )
+    ssm.put_parameter(Name="d", Value="v", Type="String")
+    with pytest.raises(Stopped):
+        recorded_store.delete(["d"], should_stop=lambda: True)
+    assert recording.written() == [] and recording.count("delete_parameters") == 0
+
+
+def test_delete_removes_in_batches_and_ignores_what_is_gone(
+    recording: RecordingClient, recorded_store: ParameterStore, ssm: Any
+) -> None:
+    names = [f"d{i:02d}" for i in range(12)]
+    for name in names[:5]:
+        ssm.put_parameter(Name=name, Value="v", Type="String")
+    assert sorted(recorded_store.delete(names)) == names[:5]
+    assert recording.count("delete_parameters") == 2
+    assert recorded_store.read(names) == {}
+
+
+def test_a_connection_failure_is_a_store_error_naming_it(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    recording.fail("get_parameters", EndpointConnectionError(endpoint_url="https://ssm.example"))
+    with pytest.raises(StoreError) as raised:
+        recorded_store.read(["a"])
+    assert raised.value.code == "EndpointConnectionError"
+    assert "https://ssm.example" in str(raised.value)
+
+
+def test_a_value_of_exactly_the_advanced_limit_is_written(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    recorded_store.put("p", "x" * ADVANCED_LIMIT, secure=False, kms_key_id=None, overwrite=False)
+    assert [p["Tier"] for p in _puts(recording)] == ["Advanced"]
