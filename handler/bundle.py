@@ -29,6 +29,7 @@ from handler.certificates import (
     certificates_from_stored,
     extended_key_usages,
     is_ca,
+    issuer_name_of,
     private_key_from_stored,
     private_key_pem,
     public_key_der,
@@ -310,21 +311,14 @@ def _key_to_keep(
     return key
 
 
-def _renewal_subject(
-    ca: _Stored, leaves: list[_Stored], key: PrivateKey, now: dt.datetime
-) -> x509.Name:
+def _renewal_subject(ca: _Stored, leaves: list[_Stored], key: PrivateKey) -> x509.Name:
     # Keep the name the fleet already chains through: the stored CA's own subject if it is
     # this key's certificate, else the issuer of a stored leaf this key signed.
     if ca.cert is not None and same_key(ca.cert, key):
         return ca.cert.subject
-    for leaf in leaves:
-        if leaf.cert is None:
-            continue
-        probe = CertificateAuthority.from_key(
-            key, subject=leaf.cert.issuer, validity_days=1, now=now
-        )
-        if probe.signed(leaf.cert):
-            return leaf.cert.issuer
+    issuer = issuer_name_of(key, [leaf.cert for leaf in leaves if leaf.cert is not None])
+    if issuer is not None:
+        return issuer
     if ca.cert is not None:
         return ca.cert.subject
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
@@ -378,7 +372,7 @@ def plan(
             authority = CertificateAuthority(ca.cert, ca.key)
             ca_plan = ItemPlan(Item.CA, Decision.REUSE, "healthy", expiry(ca))
         else:
-            subject = _renewal_subject(ca, list(leaves.values()), ca.key, now)
+            subject = _renewal_subject(ca, list(leaves.values()), ca.key)
             authority = CertificateAuthority.from_key(
                 ca.key, subject=subject, validity_days=props.validity_days, now=now
             )

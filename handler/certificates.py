@@ -255,6 +255,18 @@ class CertificateAuthority:
         return signed_by(cert, self.cert)
 
 
+def issuer_name_of(key: PrivateKey, leaves: Iterable[x509.Certificate]) -> x509.Name | None:
+    """The issuer name of a leaf that ``key`` signed: the name a CA certificate rebuilt for
+    that key must carry for those leaves to chain to it. None when it signed none of them."""
+    for leaf in leaves:
+        probe = CertificateAuthority.from_key(
+            key, subject=leaf.issuer, validity_days=1, now=leaf.not_valid_before_utc
+        )
+        if probe.signed(leaf):
+            return leaf.issuer
+    return None
+
+
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer``'s name and key issued ``cert`` (name and signature, nothing else)."""
     try:

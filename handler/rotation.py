@@ -47,6 +47,7 @@ from handler.certificates import (
     certificate_from_stored,
     certificate_pem,
     certificates_from_stored,
+    issuer_name_of,
     private_key_from_stored,
     public_key_der,
     same_key,
@@ -186,14 +187,7 @@ def stage(
         found = stored_cert_of(holder)
         if found is not None:
             return found
-        subject = generation_subject(holder.key)
-        for leaf in leaves:
-            probe = CertificateAuthority.from_key(
-                holder.key, subject=leaf.issuer, validity_days=1, now=now
-            )
-            if probe.signed(leaf):
-                subject = leaf.issuer
-                break
+        subject = issuer_name_of(holder.key, leaves) or generation_subject(holder.key)
         return CertificateAuthority.from_key(
             holder.key, subject=subject, validity_days=validity_days, now=now
         ).cert
