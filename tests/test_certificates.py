@@ -335,3 +335,9 @@ def test_a_key_of_another_kind_is_refused_saying_which() -> None:
     with pytest.raises(Unreadable) as raised:
         private_key_from_stored(to_stored(pem))
     assert str(raised.value) == "Ed25519PrivateKey keys are not used for Docker TLS here"
+
+
+def test_a_pem_label_that_is_not_ascii_is_unreadable_not_a_crash() -> None:
+    pem = "-----BEGIN CERTIFICATÉ-----\nAAAA\n-----END CERTIFICATÉ-----\n".encode()
+    with pytest.raises(Unreadable, match="PEM holds 'CERTIFICAT"):
+        certificate_from_stored(base64.b64encode(pem).decode())

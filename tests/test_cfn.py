@@ -198,3 +198,43 @@ def test_the_log_context_keeps_each_field_to_100_characters(
             "LogicalResourceId": "L" * 100,
         }
     ]
+
+
+def test_retry_pauses_grow_to_five_seconds_and_stay_there(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    base, received = http_receiver
+    received.status = 503
+    pauses: list[float] = []
+    cfn.send_response(f"{base}/r", {"Status": "SUCCESS"}, attempts=5, sleep=pauses.append)
+    assert pauses == [2.0, 4.0, 5.0, 5.0]
+
+
+def test_a_request_type_cloudformation_never_sends_fails_saying_so(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+    resource = _resource(lambda e, c: None)
+    body = event("Patch", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    resource(body, LambdaContext())
+    [(_, _, sent, _)] = received.requests
+    assert sent["Status"] == "FAILED"
+    assert sent["Reason"] == (
+        "RequestType 'Patch' is not Create, Update or Delete: this event did not come from "
+        "CloudFormation."
+    )
+
+
+def test_a_body_too_large_or_not_json_is_failed_with_the_reason() -> None:
+    too_large = cfn.response_body(
+        {}, status="SUCCESS", physical_resource_id="p", data={"V": "x" * 5000}
+    )
+    assert too_large["Reason"].startswith("Response would be 5") and too_large["Reason"].endswith(
+        "bytes, over CloudFormation's 4096-byte limit: use a shorter Rack or a smaller key, or "
+        "read the value from SSM."
+    )
+    not_json = cfn.response_body({}, status="SUCCESS", physical_resource_id="p", data={"V": {1}})  # type: ignore[dict-item]
+    assert not_json["Status"] == "FAILED"
+    assert not_json["Reason"].startswith("Response is not JSON, over CloudFormation's")

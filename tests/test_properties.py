@@ -223,3 +223,37 @@ def test_the_reasons_read_as_sentences(properties: dict[str, Any], message: str)
     with pytest.raises(PropertyError) as raised:
         parse_generator({"Rack": "r", **properties}, NOW)
     assert str(raised.value).startswith(message)
+
+
+def test_day_counts_may_come_as_integers_but_never_as_booleans() -> None:
+    parsed = parse_generator({"Rack": "r", "ValidityDays": 3650, "RenewBeforeDays": 30}, NOW)
+    assert (parsed.validity_days, parsed.renew_before_days) == (3650, 30)
+    with pytest.raises(PropertyError, match="^ValidityDays must be a whole number of days"):
+        parse_generator({"Rack": "r", "ValidityDays": True}, NOW)
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ({}, "Rack is required: set it to the fleet's name, e.g. the stack name"),
+        ({"Rack": "x" * 129}, "Rack must be at most 128 bytes of UTF-8"),
+        (
+            {"Rack": "r", "ServerSubjectAltNames": {"a": 1}},
+            "ServerSubjectAltNames must be a list or a comma-separated string",
+        ),
+        (
+            {"Rack": "r", "ValidityDays": "3000000"},
+            "ValidityDays would end certificates after year 9999 (max ",
+        ),
+        (
+            {"Rack": "r", "Nope": "1"},
+            "Nope is not a property of this resource (allowed: KeyAlgorithm, KmsKeyId, Rack, "
+            "RenewBeforeDays, RotationStage, RotationToken, ServerSubjectAltNames, ValidityDays, "
+            "Version)",
+        ),
+    ],
+)
+def test_more_reasons_read_as_sentences(properties: dict[str, Any], message: str) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator(properties, NOW)
+    assert str(raised.value).startswith(message)

@@ -454,3 +454,15 @@ def test_a_ca_beside_the_signer_with_no_key_is_retired(
     values = _values(ssm)
     assert _bundle(values) == [fingerprint(signer)]
     assert not set(NAMES.rotation) & set(values)
+
+
+def test_every_stored_ca_key_stays_a_secure_string(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    """Keys are moved byte for byte at each step, and every name they land under is a
+    SecureString: forward, and back (a rolled-back switch puts the new key in next-ca-key)."""
+    keys = (NAMES.key(Item.CA), NAMES.next_ca_key, NAMES.previous_ca_key)
+    for stage, previous in ((INTRODUCE, None), (SWITCH, INTRODUCE), (INTRODUCE, SWITCH)):
+        _step(store, stage, previous)
+        found = ssm.get_parameters(Names=list(keys))["Parameters"]
+        assert found and {p["Type"] for p in found} == {"SecureString"}, (stage, found)
