@@ -229,6 +229,30 @@ def docker_cli(
         )
 
 
+def docker_version(
+    port: int,
+    *,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    host: str = _LOOPBACK,
+    resolve: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``docker --tlsverify version`` against the daemon on ``port``: the server's version on
+    stdout when both sides accepted each other (see :func:`docker_cli`)."""
+    return docker_cli(
+        port,
+        "version",
+        "--format",
+        "{{.Server.Version}}",
+        ca_pem=ca_pem,
+        cert_pem=cert_pem,
+        key_pem=key_pem,
+        host=host,
+        resolve=resolve,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # OpenSSL
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +27,11 @@ print(json.dumps({"calls": calls, "series": sorted(series)}))
 """
 
 
-def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
+def _probe(code: str) -> dict[str, Any]:
+    """Run ``code`` beside bench/run.py in a fresh interpreter (importing it sets up fake AWS
+    and logging for the whole process) and return the JSON it printed last."""
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,7 +39,12 @@ def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
+    result = _probe(PROBE)
     calls = result["calls"]
     assert calls["Update, reuse"]["calls"] == {"GetParameters": 1}
     assert calls["Update, reuse"]["writes"] == 0
@@ -68,16 +76,7 @@ print(json.dumps({"steady": steady, "flipping": flipping}))
 def test_a_target_is_judged_on_its_worst_run_and_the_sentence_agrees() -> None:
     """A verdict that one lucky run could flip is no verdict: the ratio is judged on its
     lowest run, the costs on their highest, and the summary sentence says the same."""
-    proc = subprocess.run(
-        [sys.executable, "-c", VERDICT_PROBE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = _probe(VERDICT_PROBE)
     steady, flipping = result["steady"], result["flipping"]
     assert steady.startswith("**All 7 targets are met** on the conservative figure of 3 runs.")
     assert "**no**" not in steady

@@ -453,14 +453,23 @@ class _Racing:
         return getattr(self._client, name)
 
 
-def test_a_write_conflict_backs_off_longer_each_round(ssm: Any) -> None:
+@pytest.mark.parametrize(("end", "expected"), [("low", [0.05, 0.1]), ("high", [0.2, 0.4])])
+def test_a_write_conflict_backs_off_longer_each_round(
+    ssm: Any, monkeypatch: pytest.MonkeyPatch, end: str, expected: list[float]
+) -> None:
+    """50 to 200 ms of jitter, times the round: writers spread out, and wait longer as the
+    races go on. Each end of the jitter is pinned in turn."""
+    from handler import ensure as ensure_module
+
+    monkeypatch.setattr(
+        ensure_module.random, "uniform", lambda low, high: low if end == "low" else high
+    )
     pauses: list[float] = []
     racing = _Racing(ssm, [NAMES.cert(Item.SERVER), NAMES.cert(Item.CLIENT)], times=2)
     store = ParameterStore(racing)  # type: ignore[arg-type]
     outcome = ensure(store, props(), rotate=False, now=NOW, sleep=pauses.append)
     assert len(outcome.plans) == 4  # two rounds lost a race, the third wrote, the last verified
-    assert len(pauses) == 2
-    assert 0.05 <= pauses[0] <= 0.2 and 0.1 <= pauses[1] <= 0.4  # growing with the round
+    assert pauses == pytest.approx(expected)
 
 
 def test_a_rotation_interrupted_by_a_conflict_rotates_once(ssm: Any, store: ParameterStore) -> None:

@@ -11,22 +11,21 @@ wildcards are accepted; others are refused with Go's hostname error. OpenSSL and
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from handler.bundle import BundleNames, Item
+from handler.bundle import BundleNames
 from handler.ensure import ensure
 from handler.properties import parse_generator
 from handler.store import ParameterStore
+from tests.material import Material, read_material
 from tests.peers import (
     Daemon,
-    docker_cli,
     docker_cli_available,
+    docker_version,
     dockerd_available,
     openssl_verify,
     python_mtls_handshake,
@@ -51,17 +50,8 @@ OUTSIDE = [
 ]
 
 
-@dataclass(frozen=True)
-class Pems:
-    ca: bytes
-    server_cert: bytes
-    server_key: bytes
-    client_cert: bytes
-    client_key: bytes
-
-
 @pytest.fixture(scope="module")
-def pems() -> Pems:
+def pems() -> Material:
     """The bundle the handler stores for the example template's us-east-1 names."""
     from moto import mock_aws
 
@@ -70,41 +60,23 @@ def pems() -> Pems:
 
         client = boto3.client("ssm", region_name="us-east-1")
         now = dt.datetime.now(dt.UTC)
-        properties = {
-            "Rack": RACK,
-            "KeyAlgorithm": "ECDSA-P256",
-            "ServerSubjectAltNames": US_EAST_1,
-        }
+        properties = {"Rack": RACK, "KeyAlgorithm": "ECDSA-P256"}
+        properties["ServerSubjectAltNames"] = US_EAST_1
         ensure(ParameterStore(client), parse_generator(properties, now), rotate=False, now=now)
-        found = client.get_parameters(Names=list(NAMES.material), WithDecryption=True)
-        values: dict[str, Any] = {p["Name"]: p["Value"] for p in found["Parameters"]}
-
-    def pem(name: str) -> bytes:
-        return base64.b64decode(values[name])
-
-    return Pems(
-        pem(NAMES.cert(Item.CA)),
-        pem(NAMES.cert(Item.SERVER)),
-        pem(NAMES.key(Item.SERVER)),
-        pem(NAMES.cert(Item.CLIENT)),
-        pem(NAMES.key(Item.CLIENT)),
-    )
+        return read_material(client, NAMES, "us-east-1")
 
 
 @pytest.fixture(scope="module")
-def daemon(pems: Pems) -> Iterator[Daemon]:
+def daemon(pems: Material) -> Iterator[Daemon]:
     if not (dockerd_available() and docker_cli_available()):
         pytest.skip("needs root, dockerd (apt docker.io) and the docker CLI")  # fails in CI
     with running_dockerd(pems.ca, pems.server_cert, pems.server_key) as running:
         yield running
 
 
-def _dial(daemon: Daemon, pems: Pems, name: str) -> Any:
-    return docker_cli(
+def _dial(daemon: Daemon, pems: Material, name: str) -> Any:
+    return docker_version(
         daemon.port,
-        "version",
-        "--format",
-        "{{.Server.Version}}",
         ca_pem=pems.ca,
         cert_pem=pems.client_cert,
         key_pem=pems.client_key,
@@ -116,7 +88,7 @@ def _dial(daemon: Daemon, pems: Pems, name: str) -> Any:
 @pytest.mark.dockerd
 @pytest.mark.parametrize("name", UNDER_THE_WILDCARDS)
 def test_the_docker_cli_verifies_the_daemon_by_its_private_dns_name(
-    daemon: Daemon, pems: Pems, name: str
+    daemon: Daemon, pems: Material, name: str
 ) -> None:
     result = _dial(daemon, pems, name)
     assert result.returncode == 0, result.stderr
@@ -126,7 +98,7 @@ def test_the_docker_cli_verifies_the_daemon_by_its_private_dns_name(
 @pytest.mark.dockerd
 @pytest.mark.parametrize("name", OUTSIDE)
 def test_a_name_outside_the_wildcards_is_refused_by_go(
-    daemon: Daemon, pems: Pems, name: str
+    daemon: Daemon, pems: Material, name: str
 ) -> None:
     result = _dial(daemon, pems, name)
     assert result.returncode != 0
@@ -135,7 +107,7 @@ def test_a_name_outside_the_wildcards_is_refused_by_go(
 
 
 @pytest.mark.parametrize("name", UNDER_THE_WILDCARDS + OUTSIDE)
-def test_openssl_and_python_agree_with_go(pems: Pems, name: str) -> None:
+def test_openssl_and_python_agree_with_go(pems: Material, name: str) -> None:
     covered = name in UNDER_THE_WILDCARDS
     verified = openssl_verify(pems.ca, pems.server_cert, "sslserver", host=name)
     assert (verified.returncode == 0) is covered, verified.stdout + verified.stderr

@@ -340,19 +340,25 @@ def test_the_stages_through_the_handler_report_their_actions(invoke: Any) -> Non
     assert trusted == [2, 2, 1, 1]
 
 
-def test_the_getter_hands_out_both_cas_during_a_rotation(invoke: Any, ssm: Any) -> None:
-    created = invoke("Create", BASE)
+def _introduce_then_get(invoke: Any, base: dict[str, str], key: str) -> dict[str, Any]:
+    """A stack created from ``base``, updated to introduce, then a getter of ``key``."""
+    created = invoke("Create", base)
     invoke(
         "Update",
-        {**BASE, "RotationStage": "introduce"},
+        {**base, "RotationStage": "introduce"},
         physical_id=created["PhysicalResourceId"],
-        old_properties=BASE,
+        old_properties=base,
     )
-    getter = invoke(
+    response: dict[str, Any] = invoke(
         "Create",
-        {"Rack": RACK, "ParameterKey": NAMES.cert(Item.CA)},
+        {"Rack": RACK, "ParameterKey": key},
         resource_type="Custom::SelfSignedCertificateGetter",
     )
+    return response
+
+
+def test_the_getter_hands_out_both_cas_during_a_rotation(invoke: Any, ssm: Any) -> None:
+    getter = _introduce_then_get(invoke, BASE, NAMES.cert(Item.CA))
     assert getter["Status"] == "SUCCESS"
     assert getter["NoEcho"] is False
     assert len(certificates_from_stored(getter["Data"]["Value"])) == 2
@@ -368,18 +374,7 @@ def test_the_getter_hands_out_both_cas_during_a_rotation(invoke: Any, ssm: Any) 
 
 def test_a_two_ca_rsa_3072_bundle_is_too_large_for_a_getter(invoke: Any) -> None:
     rsa = {**BASE, "KeyAlgorithm": "RSA-3072"}
-    created = invoke("Create", rsa)
-    invoke(
-        "Update",
-        {**rsa, "RotationStage": "introduce"},
-        physical_id=created["PhysicalResourceId"],
-        old_properties=rsa,
-    )
-    getter = invoke(
-        "Create",
-        {"Rack": RACK, "ParameterKey": NAMES.cert(Item.CA)},
-        resource_type="Custom::SelfSignedCertificateGetter",
-    )
+    getter = _introduce_then_get(invoke, rsa, NAMES.cert(Item.CA))
     assert getter["Status"] == "FAILED"
     assert "too many for CloudFormation's 4096-byte response" in getter["Reason"]
 
@@ -466,3 +461,21 @@ def test_every_stored_ca_key_stays_a_secure_string(
         _step(store, stage, previous)
         found = ssm.get_parameters(Names=list(keys))["Parameters"]
         assert found and {p["Type"] for p in found} == {"SecureString"}, (stage, found)
+
+
+def test_a_ca_certificate_stored_twice_is_stored_once_and_kept(
+    store: ParameterStore, ssm: Any, steady: dict[str, str]
+) -> None:
+    """No rotation in progress and the signer's certificate twice in ca-cert: the bundle is
+    rewritten with it once, the very same certificate (nothing re-signed)."""
+    from handler.certificates import bundle_pem, to_stored
+
+    signer = certificate_from_stored(steady[NAMES.cert(Item.CA)])
+    ssm.put_parameter(
+        Name=NAMES.cert(Item.CA), Value=to_stored(bundle_pem((signer, signer))), Type="String",
+        Overwrite=True,
+    )  # fmt: skip
+    outcome = _step(store, None, None)
+    assert outcome.action is Action.RENEWED
+    assert outcome.ca_cert == signer
+    assert _values(ssm)[NAMES.cert(Item.CA)] == steady[NAMES.cert(Item.CA)]

@@ -12,13 +12,11 @@ shows that the check does fail where parties lock each other out.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,10 +28,11 @@ from handler.properties import GeneratorProperties, parse_generator
 from handler.rotation import RotationStage
 from handler.store import ParameterStore
 from tests.legacy import store_convox_rack
+from tests.material import Material, read_material
 from tests.peers import (
     Daemon,
-    docker_cli,
     docker_cli_available,
+    docker_version,
     dockerd_available,
     openssl_client_ping,
     running_dockerd,
@@ -71,18 +70,6 @@ PATHS = {
 #: must hold are those of the two adjacent states; the switch's own parties are not among them.
 
 
-@dataclass(frozen=True)
-class Material:
-    """What an instance (daemon) and a client install at one state."""
-
-    label: str
-    ca: bytes  # ca.pem: the whole trust bundle
-    server_cert: bytes
-    server_key: bytes
-    client_cert: bytes
-    client_key: bytes
-
-
 class Rack:
     """A rack in SSM (in-process moto), driven through the handler's ensure."""
 
@@ -101,17 +88,7 @@ class Rack:
         props = dataclasses.replace(self.base, rotation_stage=stage, **changes)
         rotate = bool(changes.get("rotation_token"))
         outcome = ensure(self.store, props, rotate=rotate, now=NOW, previous_stage=previous)
-        found = self.client.get_parameters(Names=list(NAMES.material), WithDecryption=True)
-        values = {p["Name"]: base64.b64decode(p["Value"]) for p in found["Parameters"]}
-        material = Material(
-            label,
-            values[NAMES.cert(Item.CA)],
-            values[NAMES.cert(Item.SERVER)],
-            values[NAMES.key(Item.SERVER)],
-            values[NAMES.cert(Item.CLIENT)],
-            values[NAMES.key(Item.CLIENT)],
-        )
-        return material, outcome.action.value
+        return read_material(self.client, NAMES, label), outcome.action.value
 
 
 @pytest.fixture
@@ -133,11 +110,8 @@ def _failures(daemons: dict[str, Daemon], before: Material, after: Material) -> 
         daemon = daemons[server.label]
         for client in (before, after):
             pair = f"{client.label} client -> {server.label} daemon"
-            go = docker_cli(
+            go = docker_version(
                 daemon.port,
-                "version",
-                "--format",
-                "{{.Server.Version}}",
                 ca_pem=client.ca,
                 cert_pem=client.client_cert,
                 key_pem=client.client_key,
