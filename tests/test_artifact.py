@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# Builds the artifact with pip (the package index): the full run only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "build_artifact.sh"
 SIZE_LINE = re.compile(r"artifact: (?P<dir>\S+): (?P<files>\d+) files, (?P<bytes>\d+) bytes")

@@ -13,6 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+# Runs the benchmark harness in fresh interpreters: the full run only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """

@@ -16,6 +16,9 @@ import pytest
 from devkit import invoke
 from handler.bundle import BundleNames
 
+# Each test starts an SSM endpoint and receivers, some a subprocess: the full run only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 COMMON = ("RequestType", "ServiceToken", "ResponseURL", "StackId", "RequestId")

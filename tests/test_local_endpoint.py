@@ -22,6 +22,9 @@ from devkit.dockerd import dockerd_available, private_dockerd
 from handler.bundle import BundleNames
 from tests.peers import DOCKER_CLI, docker_cli_available
 
+# Background endpoint processes (and a daemon): the full run only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 RACK = "docker-tls-example"  # the shipped events' Rack
