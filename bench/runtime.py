@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from report import cpu, median, ms, table, write_section  # noqa: E402
 
 from devkit.events import event  # noqa: E402
+from devkit.loopback import accepts, free_port  # noqa: E402
 from devkit.sam_local import FUNCTION, WORK, LocalLambda, local_lambda  # noqa: E402
 from handler import GENERATOR  # noqa: E402
 
@@ -86,21 +86,11 @@ def _seed(rack: str) -> None:
     ensure(ParameterStore(), props, rotate=False, now=now)
 
 
-def _port_accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 class StartLambda:
     """``sam local start-lambda`` for one build, on a free loopback port."""
 
     def __init__(self, function: LocalLambda, template: Path, log: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        self.port = free_port()
         arguments = list(function.invoke_arguments)
         arguments[arguments.index("--template") + 1] = str(template)
         self.function = function
@@ -119,7 +109,7 @@ class StartLambda:
             ],
             log,
         )
-        while not _port_accepts(self.port):
+        while not accepts(self.port):
             if self.process.poll() is not None:
                 raise RuntimeError(f"start-lambda exited: see {log}")
             if time.monotonic() - started > 300:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOOPBACK = "127.0.0.1"
+from devkit.loopback import LOOPBACK, accepts, free_port
+
 # dockerd and its managed containerd look up containerd/runc via PATH; make sure sbin dirs are in.
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Variables that would redirect the docker CLI / dockerd away from what a caller asked for.
@@ -57,14 +57,6 @@ def dockerd_path() -> str | None:
 def dockerd_available() -> bool:
     """True when a private daemon can be started: ``dockerd`` is installed and we are root."""
     return dockerd_path() is not None and os.geteuid() == 0
-
-
-def free_loopback_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (racy; callers retry on a clash)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -149,14 +141,6 @@ def _command(binary: str, directory: Path, data_root: Path, port: int | None) ->
         "--bridge=none",
         "--storage-driver=vfs",
     ]
-
-
-def _port_accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -258,7 +242,7 @@ def _start(
     """Start dockerd and wait until its API is up; with a TCP listener, retry a port race."""
     last_error = "dockerd did not start"
     for _attempt in range(3):
-        port = free_loopback_port() if tls_listener else None
+        port = free_port() if tls_listener else None
         with log_path.open("ab") as log_fh:
             proc = subprocess.Popen(
                 _command(binary, directory, data_root, port),
@@ -281,7 +265,7 @@ def _start(
                     break
                 # Fallback for a dockerd that words its log differently; checked sparingly
                 # because every probe makes the daemon log a TLS handshake error.
-                if port is not None and time.monotonic() - started > 3 and _port_accepts(port):
+                if port is not None and time.monotonic() - started > 3 and accepts(port):
                     return proc, port
                 time.sleep(0.05)
             log = log_path.read_text(errors="replace")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from moto.server import ThreadedMotoServer
+
+from devkit.loopback import free_port
 
 DEFAULT_REGION = "us-east-1"
 _ENV = {
@@ -19,12 +20,6 @@ _ENV = {
     "AWS_DEFAULT_REGION": DEFAULT_REGION,
     "AWS_REGION": DEFAULT_REGION,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalSsm:

@@ -424,13 +424,10 @@ def plan(
             or staging.introduce is not None
         )
     )
-    removals = tuple(
-        name
-        for name in (
-            *staging.removals,
-            *(staging.extras if ca_plan.decision is Decision.ROTATE else ()),
-            *((names.version_track,) if names.version_track in values else ()),
-        )
+    removals = (
+        *staging.removals,
+        *(staging.extras if ca_plan.decision is Decision.ROTATE else ()),
+        *((names.version_track,) if names.version_track in values else ()),
     )
     changes = any(p.decision is not Decision.REUSE for p in items) or bundle_changes
     if nothing_stored:

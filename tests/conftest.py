@@ -37,7 +37,7 @@ def lasting_endpoint(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """The lasting local SSM endpoint (devkit.local_endpoint) with a state directory and port of
     the test's own, never the developer's; stopped afterwards. Yields the state directory."""
     from devkit import local_endpoint
-    from devkit.ssm_server import free_port
+    from devkit.loopback import free_port
 
     directory = tmp_path / "local-ssm"
     monkeypatch.setenv(local_endpoint.STATE_DIR_ENV, str(directory))

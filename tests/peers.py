@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Literal
 
 from devkit.dockerd import (
-    LOOPBACK,
     TLS_FILES,
     Daemon,
     DaemonStartError,
@@ -36,6 +35,7 @@ from devkit.dockerd import (
     dockerd_path,
     private_dockerd,
 )
+from devkit.loopback import LOOPBACK
 
 __all__ = [
     "DOCKER_CLI",
@@ -60,7 +60,6 @@ DOCKER_CLI = (
     else shutil.which("docker") or "/usr/bin/docker"
 )
 
-_LOOPBACK = LOOPBACK
 # Only a parseable placeholder for the docker CLI's --tls mode (see docker_cli); never trusted.
 _SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -149,7 +148,7 @@ def docker_cli(
     ca_pem: bytes | None,
     cert_pem: bytes | None,
     key_pem: bytes | None,
-    host: str = _LOOPBACK,
+    host: str = LOOPBACK,
     verify_server: bool = True,
     timeout: float = 30,
     resolve: Mapping[str, str] | None = None,
@@ -235,7 +234,7 @@ def docker_version(
     ca_pem: bytes,
     cert_pem: bytes,
     key_pem: bytes,
-    host: str = _LOOPBACK,
+    host: str = LOOPBACK,
     resolve: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``docker --tlsverify version`` against the daemon on ``port``: the server's version on
@@ -447,13 +446,13 @@ def python_mtls_handshake(
         client_error: str | None = None
         tls_version: str | None = None
         try:
-            listener.bind((_LOOPBACK, 0))
+            listener.bind((LOOPBACK, 0))
             listener.listen(1)
             port = listener.getsockname()[1]
             thread = threading.Thread(target=serve, name="mtls-server", daemon=True)
             thread.start()
             try:
-                raw = socket.create_connection((_LOOPBACK, port), timeout=timeout)
+                raw = socket.create_connection((LOOPBACK, port), timeout=timeout)
                 conn = client_ctx.wrap_socket(
                     raw, server_hostname=server_hostname, do_handshake_on_connect=False
                 )
@@ -497,7 +496,7 @@ def openssl_client_ping(
     ca_pem: bytes,
     cert_pem: bytes,
     key_pem: bytes,
-    server_hostname: str = _LOOPBACK,
+    server_hostname: str = LOOPBACK,
     timeout: float = 10,
 ) -> str | None:
     """``GET /_ping`` over mutual TLS to a daemon on 127.0.0.1, as an OpenSSL-based client (an
@@ -510,7 +509,7 @@ def openssl_client_ping(
         context.load_cert_chain(paths["cert.pem"], paths["key.pem"])
         try:
             with (
-                socket.create_connection((_LOOPBACK, port), timeout=timeout) as raw,
+                socket.create_connection((LOOPBACK, port), timeout=timeout) as raw,
                 context.wrap_socket(raw, server_hostname=server_hostname) as conn,
             ):
                 conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")

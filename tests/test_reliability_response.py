@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from devkit.events import LambdaContext, event
+from devkit.loopback import free_port
 from devkit.receiver import Receiver, response_receiver
-from devkit.ssm_server import free_port
 from handler import app, cfn
 from handler.bundle import BundleNames, Item
 from handler.ensure import ensure
