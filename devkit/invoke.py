@@ -217,7 +217,11 @@ def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
         **event,
         "RequestType": "Create",
         "ResourceType": GENERATOR,
-        "LogicalResourceId": "SeedBundle",
+        # The generator's own logical id, so that the seeded bundle is its to update and
+        # delete (a bundle's owner is a StackId and a LogicalResourceId).
+        "LogicalResourceId": event.get("LogicalResourceId")
+        if event.get("ResourceType") == GENERATOR
+        else "DockerTLS",
         "ResourceProperties": properties,
     }
     create.pop("PhysicalResourceId", None)

@@ -114,7 +114,9 @@ class Stored:
 def read_bundle(store: ParameterStore, rack: str) -> Stored:
     names = BundleNames.for_rack(rack)
     try:
-        parameters = store.read(names.everything)
+        # The handler reads the ten in one call; an operator's read adds the convox handler's
+        # legacy parameter, which plan and inspect report (a second call, not the Lambda's).
+        parameters = store.read((*names.everything, names.version_track))
     except StoreError as error:
         raise store_failure(
             error, "ssm:GetParameters on the bundle's parameters and kms:Decrypt on its key"

@@ -66,7 +66,11 @@ def plan_report(result: Plan, rack: str, now: dt.datetime) -> dict[str, Any]:
         + ([{"sha256": None, "subject": "a new CA"}] if result.staging.introduce else []),
         "parameters_written": [m.name for m in result.staging.moves]
         + ([result.names.next_ca_key] if result.staging.introduce else []),
-        "parameters_removed": list(result.removals),
+        "parameters_removed": [
+            *result.removals,
+            # The handler removes it when the rack's own stack adopts the bundle.
+            *([result.names.version_track] if result.remove_version_track else []),
+        ],
     }
 
 

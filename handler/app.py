@@ -14,7 +14,8 @@ from handler import GENERATOR, GETTER, logs
 from handler.bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
 from handler.certificates import fingerprint
 from handler.cfn import CustomResource, LambdaContext, RequestFailed, response_body
-from handler.ensure import NotConverged, Outcome, ensure
+from handler.ensure import NotConverged, NotOwner, Outcome, Requester, ensure
+from handler.ownership import Resource, may_delete
 from handler.properties import (
     PropertyError,
     parse_generator,
@@ -85,6 +86,11 @@ def _rotate(event: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
     return rotation_requested(properties, old)
 
 
+def _resource(event: Mapping[str, Any]) -> Resource:
+    """The CloudFormation resource a request comes from: a bundle's owner, or a user of it."""
+    return Resource(str(event.get("StackId") or ""), str(event.get("LogicalResourceId") or ""))
+
+
 def _ensure(event: Mapping[str, Any]) -> str:
     now = dt.datetime.now(dt.UTC)
     properties = _properties(event)
@@ -93,10 +99,12 @@ def _ensure(event: Mapping[str, Any]) -> str:
     except PropertyError as error:
         raise _property_failure(error) from None
     rotate = _rotate(event, properties)
-    previous_stage = (
-        previous_rotation_stage(event.get("OldResourceProperties"))
-        if event.get("RequestType") == "Update"
-        else None
+    old = event.get("OldResourceProperties")
+    is_update = event.get("RequestType") == "Update" and isinstance(old, Mapping)
+    requester = Requester(
+        _resource(event),
+        answered_for_bundle=event.get("RequestType") == "Update"
+        and event.get("PhysicalResourceId") == rack_prefix(props.rack),
     )
     try:
         outcome = ensure(
@@ -104,11 +112,15 @@ def _ensure(event: Mapping[str, Any]) -> str:
             props,
             rotate=rotate,
             now=now,
-            previous_stage=previous_stage,
+            previous_stage=previous_rotation_stage(old) if is_update else None,
+            is_update=is_update,
+            requester=requester,
             should_stop=helper.answered,
         )
     except StageRefused as error:
         raise RequestFailed(f"{error} Nothing was written.") from None
+    except NotOwner as error:
+        raise RequestFailed(str(error)) from None
     except StoreError as error:
         raise _store_failure(error) from None
     except NotConverged as error:
@@ -191,14 +203,28 @@ def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
     except (PropertyError, RequestFailed):
         log.info("Delete without a valid Rack: nothing of ours to remove")
         return
-    if event.get("PhysicalResourceId") != rack_prefix(rack):
-        # A failed Create's marker, or an id from elsewhere: never delete a bundle that
-        # may belong to another resource using the same Rack.
-        log.info("Delete of a PhysicalResourceId that is not this Rack's bundle: nothing done")
-        return
     names = BundleNames.for_rack(rack)
+    requester = _resource(event)
     try:
-        removed = store.delete(names.everything, should_stop=helper.answered)
+        recorded = store.read([names.owner]).get(names.owner)
+        if not may_delete(recorded.value if recorded else None, requester):
+            # A stack that only used this Rack's bundle (its Create found it), a bundle nobody
+            # recorded (the convox handler's), or another resource's: never ours to remove.
+            log.info(
+                "bundle kept: this resource does not own it",
+                extra={
+                    "owner": "none recorded" if recorded is None else recorded.value,
+                    "requester": requester.to_stored(),
+                },
+            )
+            return
+        # The owner parameter goes last, alone: a Delete cut short leaves it, so the retry
+        # (or the stack's next delete attempt) is still the owner's and finishes.
+        removed = store.delete(
+            [name for name in names.everything if name != names.owner],
+            should_stop=helper.answered,
+        )
+        removed += store.delete([names.owner], should_stop=helper.answered)
     except StoreError as error:
         raise RequestFailed(f"{error}. Retry the delete once the role may delete.") from None
     except Stopped as error:

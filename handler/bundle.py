@@ -114,7 +114,9 @@ class BundleNames:
 
     @property
     def version_track(self) -> str:
-        """Written by the old convox handler; only ever removed here."""
+        """Written by the old convox handler; only ever removed here, when the rack's own
+        resource adopts the bundle (handler.ownership). Not in :attr:`everything`: the owner
+        parameter took its place in the one ten-name read."""
         return f"{self.prefix}-version-track"
 
     @property
@@ -133,6 +135,11 @@ class BundleNames:
         return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[2]}"
 
     @property
+    def owner(self) -> str:
+        """Which resource owns the bundle (handler.ownership): the one whose Delete removes it."""
+        return f"{self.prefix}-docker-tls-{OWNER_SUFFIX}"
+
+    @property
     def material(self) -> tuple[str, ...]:
         """The six certificate and key parameters, CA first."""
         return tuple(name for item in Item for name in (self.cert(item), self.key(item)))
@@ -144,19 +151,22 @@ class BundleNames:
 
     @property
     def everything(self) -> tuple[str, ...]:
-        """Every parameter a read, or a Delete, concerns: ten, one GetParameters call."""
-        return (*self.material, self.version_track, *self.rotation)
+        """Every parameter a read, or a Delete, concerns: ten, one GetParameters call. The
+        owner parameter comes last: a Delete removes it after the rest. The legacy
+        ``version-track`` is not among them (see :attr:`version_track`)."""
+        return (*self.material, *self.rotation, self.owner)
 
     def is_key(self, name: str) -> bool:
         return name in {self.key(item) for item in Item}
 
 
 _ROTATION_SUFFIXES = ("next-ca-key", "previous-ca-key", "previous-ca-cert")
+OWNER_SUFFIX = "owner"
 
 #: Suffixes of every parameter this project writes.
 PARAMETER_SUFFIXES = tuple(
     f"-docker-tls-{s}"
-    for s in (*(s for pair in _SUFFIXES.values() for s in pair), *_ROTATION_SUFFIXES)
+    for s in (*(s for pair in _SUFFIXES.values() for s in pair), *_ROTATION_SUFFIXES, OWNER_SUFFIX)
 )
 
 
@@ -180,6 +190,8 @@ class Plan:
     items: tuple[ItemPlan, ItemPlan, ItemPlan]
     action: Action
     authority: CertificateAuthority | None  # the CA leaves chain to; None when rotating
+    #: The convox handler's ``version-track`` is among the values read (an operator's read
+    #: includes it; the handler removes it when it adopts the bundle, handler.ownership).
     remove_version_track: bool
     #: What a staged rotation (RotationStage) does to the CAs; nothing when rotating at once.
     staging: Staging = field(default_factory=lambda: Staging({}))
@@ -331,12 +343,16 @@ def plan(
     rotate: bool,
     now: dt.datetime,
     previous_stage: RotationStage | None = None,
+    is_update: bool = False,
 ) -> Plan:
     """Decide, per item, what the decision rules say to do with the stored ``values``
     (name → value). ``previous_stage`` is the RotationStage the stack asked for before this
-    Update (None on a Create). Raises :class:`StageRefused` for a stage that cannot follow
-    what is stored."""
+    Update (None on a Create); ``is_update``: it comes from an Update's OldResourceProperties,
+    so it can be held against the stage SSM holds. Raises :class:`StageRefused` for a stage
+    that cannot follow what is stored, or a request whose previous stage contradicts it."""
     names = BundleNames.for_rack(props.rack)
+    if is_update:
+        rotation.check_previous(props.rotation_stage, previous_stage, stored_stage(values, names))
     leaves = {item: _read(values, names, item) for item in (Item.SERVER, Item.CLIENT)}
     nothing_stored = not any(name in values for name in names.material)
     staging = rotation.stage(
@@ -427,7 +443,6 @@ def plan(
     removals = (
         *staging.removals,
         *(staging.extras if ca_plan.decision is Decision.ROTATE else ()),
-        *((names.version_track,) if names.version_track in values else ()),
     )
     changes = any(p.decision is not Decision.REUSE for p in items) or bundle_changes
     if nothing_stored:
@@ -455,10 +470,20 @@ def plan(
 
 def stored_stage(values: Mapping[str, str], names: BundleNames) -> RotationStage | None:
     """The RotationStage the stored bundle is in, as a stack that is not mid-update sends it:
-    introduce while a CA is introduced, switch while both are trusted after a switch."""
-    if names.next_ca_key in values:
+    introduce while a CA is introduced, switch while both are trusted after a switch. Only
+    keys that decode count, beside a signing key that decodes: anything less is no rotation in
+    progress (the ordinary rules repair it, or rotate at once)."""
+
+    def readable(name: str) -> bool:
+        return _decode(values.get(name), private_key_from_stored)[0] is not None
+
+    if readable(names.next_ca_key) and readable(names.previous_ca_key):
+        return RotationStage.INTRODUCE  # a switch, or its rollback, interrupted between writes
+    if not readable(names.key(Item.CA)):
+        return None
+    if readable(names.next_ca_key):
         return RotationStage.INTRODUCE
-    if names.previous_ca_key in values:
+    if readable(names.previous_ca_key):
         return RotationStage.SWITCH
     if names.previous_ca_cert in values:
         try:

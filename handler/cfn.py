@@ -153,7 +153,8 @@ def response_body(
     """The CloudFormation response, guaranteed to serialize within 4096 bytes."""
     body: dict[str, Any] = {
         "Status": status,
-        "Reason": front_loaded(reason) if reason else "",
+        # Redacted like every log line: an unexpected exception's text may quote a value.
+        "Reason": front_loaded(logs.redact(reason)) if reason else "",
         "PhysicalResourceId": physical_resource_id,
         "StackId": event.get("StackId", ""),
         "RequestId": event.get("RequestId", ""),

@@ -70,8 +70,10 @@ def _refuse_unknown(properties: Mapping[str, Any], known: frozenset[str]) -> Non
     unknown = sorted(set(properties) - known - ALWAYS_ALLOWED)
     if unknown:
         allowed = ", ".join(sorted(known))
+        # Names are echoed cut short: the Reason has 240 characters, and a long run would be
+        # redacted as if it were key material.
         raise PropertyError(
-            ", ".join(unknown),
+            ", ".join(name if len(name) <= 40 else name[:40] + "..." for name in unknown),
             f"{'is' if len(unknown) == 1 else 'are'} not a property of "
             f"this resource (allowed: {allowed})",
         )

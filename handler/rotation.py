@@ -105,6 +105,33 @@ class Staging:
     extras: tuple[str, ...] = ()
 
 
+def _stage_text(stage: RotationStage | None) -> str:
+    return stage.value if stage is not None else "none (removed)"
+
+
+def check_previous(
+    requested: RotationStage | None,
+    previous: RotationStage | None,
+    stored: RotationStage | None,
+) -> None:
+    """Refuse an Update whose previous stage contradicts the stage SSM holds, unless it asks
+    for exactly that stage (a rollback of a step that never happened: nothing to do).
+
+    CloudFormation believes the resource is at ``previous``; when SSM holds another stage, the
+    event is stale (Lambda's retry of an event already rolled back) or the stack skipped this
+    resource in a rollback (``ContinueUpdateRollback``). Acting on it would take a step from a
+    stage that is not the one stored: a retire that strands daemons still holding the old
+    CA's server certificates, a cancel of a CA that already signs.
+    """
+    if previous == stored or requested == stored:
+        return
+    raise StageRefused(
+        f"RotationStage {_stage_text(requested)}: SSM holds stage {_stage_text(stored)}, the "
+        f"stack's previous properties say {_stage_text(previous)} (a stale retry, or a rollback "
+        f"that skipped this resource). Update to {_stage_text(stored)} first, then go on."
+    )
+
+
 def generation_subject(key: PrivateKey) -> x509.Name:
     """A CA name of its own for each introduced key. Two CAs of one name make OpenSSL-based
     verifiers depend on key identifiers and bundle order; Go copes either way."""

@@ -88,6 +88,14 @@ def _error(operation: str, error: Exception) -> StoreError:
     return StoreError(operation, type(error).__name__, redact(str(error)))
 
 
+def _is_tier_refusal(error: ClientError) -> bool:
+    """Whether SSM refused a Standard-tier write because of the tier: the parameter is Advanced
+    and cannot go back ("...advanced-parameter tier..."), or the value is over the Standard
+    limit ("Standard tier parameters support a maximum parameter value of 4096 characters")."""
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    return "tier" in message and ("advanced" in message or "standard" in message)
+
+
 class ParameterStore:
     """The bundle's view of SSM Parameter Store."""
 
@@ -127,19 +135,37 @@ class ParameterStore:
         secure: bool,
         kms_key_id: str | None,
         overwrite: bool,
+        stored_type: str | None = None,
         should_stop: Callable[[], bool] = _never,
     ) -> int:
         """Store ``value``; create-if-absent unless ``overwrite``. Returns the new version.
+
+        ``stored_type`` is the type the parameter has now (from the read that decided this
+        write). SSM refuses to change a parameter's type on overwrite
+        (HierarchyTypeMismatchException: "you can't change a parameter from a String type to a
+        SecureString type"), and the convox handler stored its keys as ``String``: such a
+        parameter is deleted and created anew as the type asked for. Callers only rewrite a
+        key whose value is held elsewhere or is being replaced on purpose (a staged switch
+        moves the old CA key to ``previous-ca-key`` first), so a crash between the two calls
+        loses nothing that the next request cannot rebuild from what is stored.
 
         ``should_stop`` is asked before every attempt: once it says yes (the request was
         already answered), :class:`Stopped` is raised instead of writing.
         """
         if len(value) > ADVANCED_LIMIT:
             raise StoreError("PutParameter", "ValueTooLarge", f"{name} exceeds {ADVANCED_LIMIT}")
+        wanted_type = "SecureString" if secure else "String"
+        if overwrite and stored_type is not None and stored_type != wanted_type:
+            log.info(
+                "parameter changes type: removed and written anew (SSM keeps a type for life)",
+                extra={"parameter": name, "from": stored_type, "to": wanted_type},
+            )
+            self.delete([name], should_stop=should_stop)
+            overwrite = False  # created anew: a concurrent writer's value wins, as on a create
         request: dict[str, Any] = {
             "Name": name,
             "Value": value,
-            "Type": "SecureString" if secure else "String",
+            "Type": wanted_type,
             "Overwrite": overwrite,
             # Advanced costs money; only a value over the Standard limit (an RSA-4096 key) needs it.
             "Tier": "Advanced" if len(value) > STANDARD_LIMIT else "Standard",
@@ -156,9 +182,15 @@ class ParameterStore:
                 code = error.response.get("Error", {}).get("Code", "")
                 if code == "ParameterAlreadyExists" and not overwrite:
                     raise ParameterConflict("PutParameter", code, name) from error
-                if code == "ValidationException" and overwrite and request["Tier"] == "Standard":
+                if (
+                    code == "ValidationException"
+                    and overwrite
+                    and request["Tier"] == "Standard"
+                    and _is_tier_refusal(error)
+                ):
                     # SSM cannot move an Advanced parameter (an RSA-4096 key, before a
                     # KeyAlgorithm change) back to Standard; it stays Advanced, once asked.
+                    # Any other validation error is a real one and fails as it is.
                     log.warning("parameter stays in the Advanced tier", extra={"parameter": name})
                     request["Tier"] = "Advanced"
                     continue

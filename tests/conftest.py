@@ -12,12 +12,17 @@ import pytest
 from moto import mock_aws
 
 from devkit import ssm_rules
-from devkit.events import LambdaContext, event
+from devkit.events import STACK_ID, LambdaContext, event
 from handler import app
+from handler.ensure import Requester
+from handler.ownership import Resource
 from handler.properties import GeneratorProperties
 from handler.store import ParameterStore
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+#: The resource devkit.events' requests come from by default: a bundle set up with it is the
+#: bundle of the stack the tests' events then update and delete.
+OWNER = Requester(Resource(STACK_ID, "DockerTLS"))
 GENERATOR = app.GENERATOR
 GETTER = app.GETTER
 
@@ -100,6 +105,7 @@ def invoke(store: ParameterStore, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         old_properties: dict[str, Any] | None = None,
         logical_id: str = "DockerTLS",
         raw_event: dict[str, Any] | None = None,
+        stack_id: str = STACK_ID,
     ) -> dict[str, Any]:
         sent.clear()
         body = raw_event or event(
@@ -110,6 +116,7 @@ def invoke(store: ParameterStore, monkeypatch: pytest.MonkeyPatch) -> Invoke:
             response_url="https://cloudformation-custom-resource-response.example/x?X-Amz-Signature=s",
             physical_id=physical_id,
             old_properties=old_properties,
+            stack_id=stack_id,
         )
         app.lambda_handler(body, LambdaContext())
         assert len(sent) == 1, f"expected exactly one response, got {len(sent)}"

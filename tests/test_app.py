@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devkit.events import LambdaContext, event
+from devkit.events import LambdaContext, event, stack_arn
 from handler import app
 from handler.bundle import BundleNames, Item
 from handler.certificates import certificate_from_stored, fingerprint
@@ -240,9 +240,9 @@ def test_getter_refuses_a_value_too_large_for_a_response(invoke: Invoke) -> None
     assert response["Data"] == {}
 
 
-def test_delete_removes_the_bundle_and_the_legacy_parameter(invoke: Invoke, ssm: Any) -> None:
+def test_delete_removes_the_bundle_it_owns(invoke: Invoke, ssm: Any) -> None:
     invoke("Create", BASE)
-    ssm.put_parameter(Name=NAMES.version_track, Value="1", Type="String")
+    assert NAMES.owner in {p["Name"] for p in ssm.describe_parameters()["Parameters"]}
     response = invoke("Delete", BASE, physical_id=HEX)
     assert response["Status"] == "SUCCESS"
     assert response["PhysicalResourceId"] == HEX
@@ -252,12 +252,16 @@ def test_delete_removes_the_bundle_and_the_legacy_parameter(invoke: Invoke, ssm:
 
 
 def test_delete_after_a_failed_create_touches_nothing(invoke: Invoke, ssm: Any) -> None:
-    invoke("Create", BASE)  # a bundle that already exists for this Rack
+    invoke("Create", BASE)  # a bundle that already exists for this Rack, another stack's
     before = ssm_versions(ssm, list(NAMES.everything))
-    failed = invoke("Create", {**BASE, "ValidityDays": "0"})
+    other = stack_arn("other-stack")
+    failed = invoke("Create", {**BASE, "ValidityDays": "0"}, stack_id=other)
     assert failed["Status"] == "FAILED"
     rollback = invoke(
-        "Delete", {**BASE, "ValidityDays": "0"}, physical_id=failed["PhysicalResourceId"]
+        "Delete",
+        {**BASE, "ValidityDays": "0"},
+        physical_id=failed["PhysicalResourceId"],
+        stack_id=other,
     )
     assert rollback["Status"] == "SUCCESS"
     assert rollback["PhysicalResourceId"] == failed["PhysicalResourceId"]

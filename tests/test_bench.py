@@ -53,8 +53,10 @@ def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
     calls = result["calls"]
     assert calls["Update, reuse"]["calls"] == {"GetParameters": 1}
     assert calls["Update, reuse"]["writes"] == 0
-    assert calls["Create, empty store"]["calls"]["PutParameter"] == 6
-    assert calls["Delete"]["calls"] == {"DeleteParameters": 1}
+    # The owner record, then the six parameters of the bundle.
+    assert calls["Create, empty store"]["calls"]["PutParameter"] == 7
+    # Who owns it (one read), the bundle, then the owner record last.
+    assert calls["Delete"]["calls"] == {"GetParameters": 1, "DeleteParameters": 2}
     assert "handler compute (total - SSM)" in result["series"]
 
 

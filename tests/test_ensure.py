@@ -413,7 +413,10 @@ def test_a_parameter_ssm_will_not_downgrade_stays_advanced(
     """Real SSM refuses Advanced → Standard (moto does not); the write then keeps Advanced."""
     store = ParameterStore(recording)  # type: ignore[arg-type]
     ensure(store, props(), rotate=False, now=NOW)
-    recording.fail("put_parameter", client_error("ValidationException", "PutParameter"), times=1)
+    refusal = "This parameter uses the advanced-parameter tier. You can't downgrade it."
+    recording.fail(
+        "put_parameter", client_error("ValidationException", "PutParameter", refusal), times=1
+    )
     outcome = ensure(store, props(key_algorithm=KeyAlgorithm.ECDSA_P384), rotate=False, now=NOW)
     assert outcome.action is Action.RENEWED
     puts = [kwargs for name, kwargs in recording.calls if name == "put_parameter"][6:]

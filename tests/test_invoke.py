@@ -109,9 +109,9 @@ def test_delete(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFix
     assert response["PhysicalResourceId"] == event["PhysicalResourceId"]
     assert response["Data"] == {}
     assert "seeded" in err
-    # It removed the seeded bundle's six parameters, not nothing.
+    # It removed the seeded bundle's six parameters and its owner record, not nothing.
     removed = [r for r in caplog.records if r.getMessage() == "bundle removed"]
-    assert [getattr(r, "removed", None) for r in removed] == [6]
+    assert [getattr(r, "removed", None) for r in removed] == [7]
 
 
 def test_getter_masks_the_private_key(capsys: pytest.CaptureFixture[str]) -> None:

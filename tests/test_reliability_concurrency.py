@@ -24,7 +24,7 @@ from handler import app
 from handler.bundle import BundleNames, Item
 from handler.ensure import ensure
 from handler.store import ParameterStore
-from tests.conftest import props
+from tests.conftest import OWNER, props
 from tests.reliability_support import (
     Record,
     assert_healthy,
@@ -116,7 +116,13 @@ def test_simultaneous_writers_end_with_one_ca(
         endpoint.reset()
         before: dict[str, str] = {}
         if start != "empty":
-            ensure(ParameterStore(client), PARSED, rotate=False, now=dt.datetime.now(dt.UTC))
+            ensure(
+                ParameterStore(client),
+                PARSED,
+                rotate=False,
+                now=dt.datetime.now(dt.UTC),
+                requester=OWNER,
+            )
             gone = {
                 # a server pair and a client key lost
                 "leaves-missing": [NAMES.cert(Item.SERVER), NAMES.key(Item.SERVER)],

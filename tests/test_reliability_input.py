@@ -40,7 +40,7 @@ from handler.certificates import (
 )
 from handler.ensure import ensure
 from handler.store import ParameterStore
-from tests.conftest import RecordingClient, props
+from tests.conftest import OWNER, RecordingClient, props
 from tests.reliability_support import Record, assert_healthy, figure, stored_values, versions
 
 # The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
@@ -311,7 +311,11 @@ def test_a_malformed_event_gets_one_answer_and_writes_nothing(
 ) -> None:
     # A healthy bundle already exists for the Rack: nothing malformed may touch it.
     existing = ensure(
-        ParameterStore(recording._client), PARSED, rotate=False, now=dt.datetime.now(dt.UTC)
+        ParameterStore(recording._client),
+        PARSED,
+        rotate=False,
+        now=dt.datetime.now(dt.UTC),
+        requester=OWNER,
     )  # type: ignore[arg-type]
     before = versions(recording._client, NAMES)
     physical = HEX if request_type != "Create" else None
@@ -359,7 +363,11 @@ def test_an_update_without_old_properties_never_rotates(
     """CloudFormation always sends OldResourceProperties on Update; without them we cannot tell
     whether RotationToken changed, and a guess must not replace a healthy CA."""
     existing = ensure(
-        ParameterStore(recording._client), PARSED, rotate=False, now=dt.datetime.now(dt.UTC)
+        ParameterStore(recording._client),
+        PARSED,
+        rotate=False,
+        now=dt.datetime.now(dt.UTC),
+        requester=OWNER,
     )  # type: ignore[arg-type]
     body = event(
         "Update",
@@ -608,7 +616,7 @@ def test_a_corrupted_stored_value_gets_the_spec_repair(
     caplog: pytest.LogCaptureFixture,
     record_property: Record,
 ) -> None:
-    ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW)
+    ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW, requester=OWNER)
     values = stored_values(ssm, NAMES)
     ca_before = {n: values[n] for n in (NAMES.cert(Item.CA), NAMES.key(Item.CA))}
     if item is None:
@@ -757,7 +765,7 @@ def _exactly_one_sane_response(sent: list[dict[str, Any]], body: dict[str, Any])
 def test_fuzzed_properties_always_get_one_sane_answer(
     ssm: Any, monkeypatch: pytest.MonkeyPatch, recording: RecordingClient, record_property: Record
 ) -> None:
-    existing = ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW)
+    existing = ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW, requester=OWNER)
     healthy_ca = {
         n: v
         for n, v in stored_values(ssm, NAMES).items()
@@ -837,7 +845,8 @@ class _Catcher(logging.Handler):
 
 def _restore(ssm: Any, values: dict[str, str]) -> None:
     present = {p["Name"] for p in ssm.get_parameters(Names=list(NAMES.everything))["Parameters"]}
-    gone = [n for n in NAMES.everything if n in present and n not in values]
+    # The owner record is not fuzzed: the bundle stays the handler's own throughout.
+    gone = [n for n in NAMES.everything if n in present and n not in values and n != NAMES.owner]
     if gone:
         ssm.delete_parameters(Names=gone)
     for name, value in values.items():
@@ -859,7 +868,7 @@ def _stored_choices(values: dict[str, str]) -> dict[str, st.SearchStrategy[str |
         *values.values(),
     ]
     choices: dict[str, st.SearchStrategy[str | None]] = {}
-    for name in NAMES.everything:
+    for name in (n for n in NAMES.everything if n != NAMES.owner):
         options: list[st.SearchStrategy[str | None]] = [
             st.none(),
             st.just(values.get(name, "1")),
@@ -876,8 +885,9 @@ def _stored_choices(values: dict[str, str]) -> dict[str, st.SearchStrategy[str |
 def test_fuzzed_stored_bundles_are_repaired_without_replacing_a_healthy_ca(
     ssm: Any, monkeypatch: pytest.MonkeyPatch, recording: RecordingClient, record_property: Record
 ) -> None:
-    ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW)
+    ensure(ParameterStore(ssm), PARSED, rotate=False, now=NOW, requester=OWNER)
     values = stored_values(ssm, NAMES)
+    values.pop(NAMES.owner)
     values[NAMES.version_track] = "20260101"
     choices = _stored_choices(values)
     outcomes: dict[str, int] = {}

@@ -26,7 +26,7 @@ from handler import app, cfn
 from handler.bundle import BundleNames, Item
 from handler.ensure import ensure
 from handler.store import ParameterStore
-from tests.conftest import NOW, RecordingClient, client_error, props
+from tests.conftest import NOW, OWNER, RecordingClient, client_error, props
 from tests.reliability_support import Record, figure
 
 # The fuzz, fault-matrix, concurrency and timing tests: the full run (make test) only.
@@ -252,7 +252,7 @@ def test_the_guard_answers_failed_once_and_nothing_is_written_after(
     record_property: Record,
 ) -> None:
     if setup != "empty":
-        ensure(ParameterStore(ssm), props(RACK), rotate=False, now=NOW)
+        ensure(ParameterStore(ssm), props(RACK), rotate=False, now=NOW, requester=OWNER)
     if setup == "version-track":
         ssm.put_parameter(Name=NAMES.version_track, Value="1", Type="String")
     if setup == "leaf-missing":

@@ -20,7 +20,7 @@ from handler.certificates import (
     signed_by,
 )
 from handler.store import ParameterStore
-from tests.conftest import NOW
+from tests.conftest import NOW, OWNER
 from tests.reliability_support import Record, figure
 from tests.test_rotation import INTRODUCE, NAMES, SWITCH, _props, _step, _values
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 def steady(store: ParameterStore, ssm: Any) -> dict[str, str]:
     from handler.ensure import ensure
 
-    ensure(store, _props(None), rotate=False, now=NOW)
+    ensure(store, _props(None), rotate=False, now=NOW, requester=OWNER)
     return _values(ssm)
 
 

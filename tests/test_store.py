@@ -92,9 +92,36 @@ def test_too_many_updates_is_retried_with_growing_pauses_then_fails(
 def test_a_parameter_ssm_keeps_advanced_is_written_advanced(
     recording: RecordingClient, recorded_store: ParameterStore
 ) -> None:
-    recording.fail("put_parameter", client_error("ValidationException", "PutParameter"), times=1)
+    recording.fail(
+        "put_parameter", client_error("ValidationException", "PutParameter", TIER_REFUSAL), times=1
+    )
     recorded_store.put("p", "small", secure=False, kms_key_id=None, overwrite=True)
     assert [p["Tier"] for p in _puts(recording)] == ["Standard", "Advanced"]
+
+
+#: What SSM says when a Standard-tier write meets an Advanced parameter.
+TIER_REFUSAL = (
+    "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the "
+    "advanced-parameter tier to the standard-parameter tier."
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Invalid request: tags and overwrite can't be used together.",
+        'Parameter name: can\'t be prefixed with "aws" or "ssm" (case-insensitive).',
+        "ValidationException",
+    ],
+)
+def test_any_other_validation_error_fails_as_it_is(
+    recording: RecordingClient, recorded_store: ParameterStore, message: str
+) -> None:
+    recording.fail("put_parameter", client_error("ValidationException", "PutParameter", message))
+    with pytest.raises(StoreError) as raised:
+        recorded_store.put("p", "small", secure=False, kms_key_id=None, overwrite=True)
+    assert raised.value.code == "ValidationException"
+    assert [p["Tier"] for p in _puts(recording)] == ["Standard"]
 
 
 @pytest.mark.parametrize(

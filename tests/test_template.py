@@ -39,19 +39,21 @@ BUNDLE_SUFFIXES = (
     "-docker-tls-next-ca-key",
     "-docker-tls-previous-ca-key",
     "-docker-tls-previous-ca-cert",
+    # Which resource owns the bundle (handler.ownership).
+    "-docker-tls-owner",
 )
+KEY_SUFFIXES = ("-docker-tls-ca-key", "-docker-tls-server-key", "-docker-tls-key",
+                "-docker-tls-next-ca-key", "-docker-tls-previous-ca-key")  # fmt: skip
 LEGACY_SUFFIX = "-version-track"
-ARN_PREFIX = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*"
+ARN_BASE = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/"
+ARN_PREFIX = ARN_BASE + "*"
 BUNDLE_ARNS = {ARN_PREFIX + s for s in BUNDLE_SUFFIXES}
-LEGACY_ARN = ARN_PREFIX + LEGACY_SUFFIX
-SSM_ACTIONS = {
-    "ssm:GetParameters",
-    "ssm:GetParameter",
-    "ssm:PutParameter",
-    "ssm:DeleteParameters",
-    "ssm:DeleteParameter",
-}
-LEGACY_ACTIONS = SSM_ACTIONS - {"ssm:PutParameter"}
+# This rack's own parameters, named through the generator's PhysicalResourceId (hex of Rack).
+RACK_PREFIX = ARN_BASE + "${DockerTLS}"
+LEGACY_ARN = RACK_PREFIX + LEGACY_SUFFIX
+# The calls the function makes, and nothing else.
+SSM_ACTIONS = {"ssm:GetParameters", "ssm:PutParameter", "ssm:DeleteParameters"}
+LEGACY_ACTIONS = {"ssm:DeleteParameters"}
 KMS_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
 
 # docs/DESIGN.md §1: properties each type accepts, and the generator's returned attributes.
@@ -240,6 +242,9 @@ def check_function(tpl: Template) -> None:
     assert props.get("CodeUri") == ".", props.get("CodeUri")
     assert fn.get("Metadata", {}).get("BuildMethod") == "makefile", fn.get("Metadata")
     assert "VpcConfig" not in props, "the function must reach S3 and SSM without a VPC"
+    # A retried event could act after CloudFormation had its answer and rolled back.
+    retries = props.get("EventInvokeConfig", {}).get("MaximumRetryAttempts")
+    assert retries == 0, f"asynchronous retries must be off, got {retries!r}"
     env = props.get("Environment", {}).get("Variables", {})
     assert env.get("LOG_LEVEL") == "INFO", env
     # Declared so `sam local invoke --env-vars` may set them, empty (unset) when deployed.
@@ -264,7 +269,7 @@ def check_ssm_policy(tpl: Template) -> None:
             assert actions(st) == SSM_ACTIONS, f"bundle statement lacks {SSM_ACTIONS - actions(st)}"
         granted |= set(res)
     assert granted == BUNDLE_ARNS | {LEGACY_ARN}, f"missing {BUNDLE_ARNS | {LEGACY_ARN} - granted}"
-    assert len(granted) == 10  # one GetParameters call reads at most ten names
+    assert len(granted & BUNDLE_ARNS) == 10  # one GetParameters call reads at most ten names
 
 
 def check_version_track(tpl: Template) -> None:
@@ -282,8 +287,24 @@ def check_version_track(tpl: Template) -> None:
 
 
 def check_kms(tpl: Template) -> None:
-    kms = [(st, cond) for st, cond in statements(tpl) if touches(st, "kms")]
-    assert kms, "no KMS statement"
+    every = [(st, cond) for st, cond in statements(tpl) if touches(st, "kms")]
+    any_key = [st for st, _ in every if st.get("Resource") == "*"]
+    kms = [(st, cond) for st, cond in every if st.get("Resource") != "*"]
+    assert kms, "no KMS statement for the customer-managed key"
+    # Reading the rack's keys under whatever key they were written with: Decrypt alone, through
+    # SSM alone, for this rack's key parameters alone.
+    assert len(any_key) == 1, f"{len(any_key)} statements on every KMS key"
+    (st,) = any_key
+    assert st.get("Effect") == "Allow", st
+    assert actions(st) == {"kms:Decrypt"}, actions(st)
+    condition = st.get("Condition", {})
+    assert set(condition) == {"StringEquals", "StringLike"}, condition
+    via = condition["StringEquals"]
+    assert via == {"kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}}, via
+    context = condition["StringLike"]
+    assert set(context) == {"kms:EncryptionContext:PARAMETER_ARN"}, context
+    arns = {arn_text(a) for a in as_list(context["kms:EncryptionContext:PARAMETER_ARN"])}
+    assert arns == {RACK_PREFIX + suffix for suffix in KEY_SUFFIXES}, arns
     conds = tpl.get("Conditions", {})
     for st, cond in kms:
         assert cond is not None, "KMS statement is not conditional"
@@ -502,11 +523,19 @@ def _ssm_doc(t: Template) -> list[Any]:
     raise AssertionError("no SSM policy document")
 
 
+def _rack_doc(t: Template) -> list[Any]:
+    return t["Resources"]["DockerTlsRackPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+
 def _stmt(t: Template, arn: str) -> dict[str, Any]:
-    for s in _ssm_doc(t):
+    for s in [*_ssm_doc(t), *_rack_doc(t)]:
         if "Fn::If" not in s and arn in {arn_text(r) for r in as_list(s["Resource"])}:
             return s
     raise AssertionError(arn)
+
+
+def _any_key(t: Template) -> dict[str, Any]:
+    return next(s for s in _rack_doc(t) if s.get("Resource") == "*")
 
 
 def _kms_index(t: Template) -> int:
@@ -560,6 +589,12 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("function", "handler", lambda t: _fn(t).update(Handler="app.lambda_handler")),
     ("function", "build", lambda t: t["Resources"][FUNCTION_ID].pop("Metadata")),
     ("function", "vpc", lambda t: _fn(t).update(VpcConfig={"SubnetIds": ["s"]})),
+    ("function", "retries", lambda t: _fn(t).pop("EventInvokeConfig")),
+    (
+        "function",
+        "two-retries",
+        lambda t: _fn(t)["EventInvokeConfig"].update(MaximumRetryAttempts=2),
+    ),
     ("ssm_policy", "star", lambda t: _stmt(t, _first_bundle_arn(t)).update(Resource="*")),
     (
         "ssm_policy",
@@ -582,11 +617,22 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
         ),
     ),
     (
+        "ssm_policy",
+        "unused-call",
+        lambda t: _stmt(t, _first_bundle_arn(t))["Action"].append("ssm:GetParameter"),
+    ),
+    ("ssm_policy", "no-owner", lambda t: _stmt(t, _first_bundle_arn(t))["Resource"].pop()),
+    (
         "version_track",
         "put",
         lambda t: _stmt(t, LEGACY_ARN)["Action"].append("ssm:PutParameter"),
     ),
-    ("version_track", "missing", lambda t: _ssm_doc(t).remove(_stmt(t, LEGACY_ARN))),
+    ("version_track", "missing", lambda t: _rack_doc(t).remove(_stmt(t, LEGACY_ARN))),
+    (
+        "version_track",
+        "every-rack",
+        lambda t: _stmt(t, LEGACY_ARN).update(Resource={"Fn::Sub": ARN_PREFIX + LEGACY_SUFFIX}),
+    ),
     (
         "kms",
         "unconditional",
@@ -595,6 +641,17 @@ MUTATIONS: list[tuple[str, str, Callable[[Template], None]]] = [
     ("kms", "no-via", lambda t: _kms(t).pop("Condition")),
     ("kms", "any-key", lambda t: _kms(t).update(Resource="*")),
     ("kms", "generator", lambda t: _gen(t).pop("KmsKeyId")),
+    ("kms", "any-key-not-via-ssm", lambda t: _any_key(t)["Condition"].pop("StringEquals")),
+    ("kms", "any-key-any-parameter", lambda t: _any_key(t)["Condition"].pop("StringLike")),
+    (
+        "kms",
+        "any-key-every-rack",
+        lambda t: _any_key(t)["Condition"]["StringLike"].update(
+            {"kms:EncryptionContext:PARAMETER_ARN": {"Fn::Sub": ARN_PREFIX + "-docker-tls-ca-key"}}
+        ),
+    ),
+    ("kms", "any-key-encrypt", lambda t: _any_key(t).update(Action=["kms:Decrypt", "kms:Encrypt"])),
+    ("kms", "any-key-missing", lambda t: _rack_doc(t).remove(_any_key(t))),
     ("service_timeouts", "missing", lambda t: _getter(t).pop("ServiceTimeout")),
     ("service_timeouts", "too-short", lambda t: _gen(t).update(ServiceTimeout=60)),
     ("custom_properties", "unknown", lambda t: _gen(t).update(ValidityYears="1")),
@@ -761,3 +818,148 @@ def test_the_example_names_every_instance_by_its_private_dns_name(
     parsed = parse_generator({"Rack": "r", "ServerSubjectAltNames": names}, dt.datetime.now(dt.UTC))
     expected = ["localhost", "127.0.0.1", *wildcards, *filter(None, additional.split(","))]
     assert list(parsed.server_subject_alt_names) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# The template's own IAM policy, evaluated: a KMS key change updates and rolls back
+# --------------------------------------------------------------------------------------------
+
+ACCOUNT = "123456789012"
+RACK_HEX = b"my-rack".hex()
+OTHER_HEX = b"other-rack".hex()
+KEY_1 = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-1111-1111-1111-111111111111"
+KEY_2 = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/22222222-2222-2222-2222-222222222222"
+VIA_SSM = {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}
+
+
+def parameter_arn(name: str) -> str:
+    return f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/{name}"
+
+
+def granted(tpl: Template, kms_key_arn: str) -> list[dict[str, Any]]:
+    """Every statement the function's role holds for a stack with ``KmsKeyArn``, its intrinsic
+    functions resolved as CloudFormation would (the generator's id is hex of the Rack)."""
+    values = {
+        "KmsKeyArn": kms_key_arn,
+        "AWS::Partition": "aws",
+        "AWS::AccountId": ACCOUNT,
+        "AWS::NoValue": "",
+        "DockerTLS": RACK_HEX,
+    }
+    docs = [p["PolicyDocument"] for p in resources(tpl)[role_id(tpl)]["Properties"]["Policies"]]
+    docs.append(resources(tpl)["DockerTlsRackPolicy"]["Properties"]["PolicyDocument"])
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, list):
+            return [evaluate(item) for item in node]
+        if isinstance(node, dict):
+            if len(node) == 1 and "Fn::If" in node:
+                name, then, otherwise = node["Fn::If"]
+                chosen = resolve({"Condition": name}, tpl, values, "us-east-1")
+                return evaluate(then if chosen else otherwise)
+            if len(node) == 1 and next(iter(node)) in {"Ref", "Fn::Sub"}:
+                return resolve(node, tpl, values, "us-east-1")
+            return {key: evaluate(value) for key, value in node.items()}
+        return node
+
+    out = []
+    for doc in docs:
+        for st in as_list(doc["Statement"]):
+            value = evaluate(st)
+            if value:  # an Fn::If that chose AWS::NoValue
+                out.append(value)
+    return out
+
+
+def allows(
+    statements_: list[dict[str, Any]], action: str, resource: str, context: dict[str, str]
+) -> bool:
+    """IAM's answer for one request, for the Allow statements and operators the template uses
+    (wildcards as IAM matches them: ``*`` spans any characters, ``:`` and ``/`` included)."""
+    import fnmatch
+
+    def condition_holds(st: dict[str, Any]) -> bool:
+        for operator, tests in st.get("Condition", {}).items():
+            for key, wanted in tests.items():
+                if key not in context:
+                    return False
+                options = [str(w) for w in as_list(wanted)]
+                if operator == "StringEquals" and context[key] not in options:
+                    return False
+                if operator == "StringLike" and not any(
+                    fnmatch.fnmatchcase(context[key], w) for w in options
+                ):
+                    return False
+                if operator not in {"StringEquals", "StringLike"}:
+                    raise AssertionError(f"{operator} is not evaluated here")
+        return True
+
+    return any(
+        st["Effect"] == "Allow"
+        and action in as_list(st["Action"])
+        and any(fnmatch.fnmatchcase(resource, str(r)) for r in as_list(st["Resource"]))
+        and condition_holds(st)
+        for st in statements_
+    )
+
+
+def ssm_decrypts(statements_: list[dict[str, Any]], kms_key: str, parameter: str) -> bool:
+    """Whether SSM, reading ``parameter`` WithDecryption for the function, may decrypt it
+    with ``kms_key`` (SSM passes the parameter's ARN as encryption context)."""
+    context = {**VIA_SSM, "kms:EncryptionContext:PARAMETER_ARN": parameter_arn(parameter)}
+    return allows(statements_, "kms:Decrypt", kms_key, context)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(KEY_1, KEY_2), (KEY_2, KEY_1), (KEY_1, ""), ("", KEY_1)],
+    ids=["key-to-key", "its-rollback", "key-to-default", "default-to-key"],
+)
+def test_a_kms_key_change_and_its_rollback_can_read_and_write_the_bundle(
+    template: Template, before: str, after: str
+) -> None:
+    """CloudFormation updates the role before the generator (it depends on the role), and in a
+    rollback the same way back: the generator then reads keys written under the key the role no
+    longer names. The default key (alias/aws/ssm) needs no grant: its policy allows every
+    principal of the account through SSM."""
+    role = granted(template, after)
+    for suffix in KEY_SUFFIXES:
+        name = RACK_HEX + suffix
+        if before:
+            assert ssm_decrypts(role, before, name), f"cannot read {name} under the old key"
+        if after:
+            assert ssm_decrypts(role, after, name), f"cannot read {name} under the new key"
+            for action in ("kms:Encrypt", "kms:GenerateDataKey"):
+                assert allows(role, action, after, VIA_SSM), f"cannot write with {action}"
+        assert allows(role, "ssm:GetParameters", parameter_arn(name), {})
+        assert allows(role, "ssm:PutParameter", parameter_arn(name), {})
+
+
+@pytest.mark.parametrize("kms_key_arn", [KEY_1, ""])
+def test_the_role_decrypts_nothing_else(template: Template, kms_key_arn: str) -> None:
+    role = granted(template, kms_key_arn)
+    mine = RACK_HEX + "-docker-tls-ca-key"
+    # Not outside SSM: a direct kms:Decrypt of the key with the parameter's context.
+    direct = {"kms:EncryptionContext:PARAMETER_ARN": parameter_arn(mine)}
+    assert not allows(role, "kms:Decrypt", KEY_2, direct)
+    # Not another rack's keys under a key the role does not name, nor this rack's
+    # certificates or any other parameter.
+    assert not ssm_decrypts(role, KEY_2, OTHER_HEX + "-docker-tls-ca-key")
+    assert not ssm_decrypts(role, KEY_2, RACK_HEX + "-docker-tls-ca-cert")
+    assert not ssm_decrypts(role, KEY_2, "database-password")
+    # Never encrypting with, or generating data keys under, a key it was not given.
+    assert not allows(role, "kms:Encrypt", KEY_2, VIA_SSM)
+    assert not allows(role, "kms:GenerateDataKey", KEY_2, VIA_SSM)
+
+
+def test_the_role_makes_only_the_calls_the_function_makes(template: Template) -> None:
+    role = granted(template, "")
+    mine = parameter_arn(RACK_HEX + "-docker-tls-ca-key")
+    for action in ("ssm:GetParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"):
+        assert not allows(role, action, mine, {}), action
+    assert allows(role, "ssm:DeleteParameters", parameter_arn(RACK_HEX + "-version-track"), {})
+    assert not allows(role, "ssm:GetParameters", parameter_arn(RACK_HEX + "-version-track"), {})
+    assert not allows(role, "ssm:PutParameter", parameter_arn(RACK_HEX + "-version-track"), {})
+    other_legacy = parameter_arn(OTHER_HEX + "-version-track")
+    assert not allows(role, "ssm:DeleteParameters", other_legacy, {})
+    assert not allows(role, "ssm:GetParameters", parameter_arn("database-password"), {})
