@@ -1,0 +1,240 @@
+"""Stack operations on the engine, and what they leave behind: one face for ``make stack-local``
+and ``tests/test_stack_engine.py``.
+
+Every change goes through CloudFormation (CreateStack, UpdateStack, DeleteStack) and every reading
+through the engine's public APIs: DescribeStacks/DescribeStackEvents for status, outputs and
+reasons, SSM for the bundle and its parameter versions, EC2 DescribeLaunchTemplateVersions for
+what an instance would be given. The function's own code is never called here; certificates are
+parsed with ``cryptography`` directly, so a reading does not share the function's assumptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from devkit.stack_deploy import AMI_PARAMETER, EngineTemplate
+from devkit.stack_engine import StackEngine
+
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+NO_UPDATES = "No updates are to be performed"
+# The CA line of the launch template's UserData: printf '%s' '<base64 PEM>' | base64 -d > …
+_CA_LINE = re.compile(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d > /etc/ca\.pem")
+
+
+class StackError(RuntimeError):
+    """A stack operation did not finish, or a reading was impossible."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stack operation and what it left: the line ``make stack-local`` prints."""
+
+    label: str
+    stack: str
+    status: str  # the stack's status when the operation settled
+    seconds: float
+    action: str = "-"  # the Action output
+    fingerprint: str = ""  # the CAFingerprint output
+    trusted: tuple[str, ...] = ()  # the TrustedCAFingerprints output, signer first
+    written: tuple[str, ...] = ()  # parameters created or given a new version
+    removed: tuple[str, ...] = ()  # parameters deleted
+    reason: str = ""  # why it failed or was refused (the first failed resource's reason)
+
+    def line(self) -> str:
+        fingerprint = f"{self.fingerprint[:16]}…" if self.fingerprint else "-"
+        changes = f"{len(self.written)} written, {len(self.removed)} removed"
+        return (
+            f"{self.label:<46} {self.seconds:5.1f} s  {self.status:<26} {self.action:<11} "
+            f"{fingerprint:<18} {changes}"
+        )
+
+
+def certificate_fingerprints(pem: bytes) -> tuple[str, ...]:
+    """SHA-256 fingerprints (hex) of the certificates in a PEM text, in order."""
+    return tuple(c.fingerprint(hashes.SHA256()).hex() for c in x509.load_pem_x509_certificates(pem))
+
+
+def stored_fingerprints(value: str) -> tuple[str, ...]:
+    """The fingerprints of the certificates in a stored value (base64 of PEM)."""
+    return certificate_fingerprints(base64.b64decode(value))
+
+
+@dataclass
+class Stacks:
+    """Stacks of one template in one engine; remembers each stack's parameter values, so an
+    update names only what changes."""
+
+    engine: StackEngine
+    template: EngineTemplate
+    timeout: float = 300.0
+    _parameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    _cfn: Any = None
+    _ssm: Any = None
+    _ec2: Any = None
+
+    def __post_init__(self) -> None:
+        self._cfn = self.engine.client("cloudformation")
+        self._ssm = self.engine.client("ssm")
+        self._ec2 = self.engine.client("ec2")
+
+    # --- operations ---------------------------------------------------------------------------
+
+    def create(self, label: str, stack: str, *, body: str | None = None, **parameters: str) -> Step:
+        """CreateStack with the template's parameters plus ``parameters``; waits for it."""
+        values = {**self.template.parameters, **parameters}
+        self._parameters[stack] = values
+        return self._operate(
+            label,
+            stack,
+            lambda: self._cfn.create_stack(
+                StackName=stack,
+                TemplateBody=body or self.template.body,
+                Parameters=_parameter_list(values),
+                Capabilities=CAPABILITIES,
+            ),
+        )
+
+    def update(self, label: str, stack: str, **parameters: str) -> Step:
+        """UpdateStack with the stack's last values changed by ``parameters``; a refused update
+        ("No updates are to be performed") is a step with the refusal as its reason."""
+        values = {**self._parameters[stack], **parameters}
+        step = self._operate(
+            label,
+            stack,
+            lambda: self._cfn.update_stack(
+                StackName=stack,
+                TemplateBody=self.template.body,
+                Parameters=_parameter_list(values),
+                Capabilities=CAPABILITIES,
+            ),
+        )
+        if step.status.endswith("_COMPLETE") and not step.status.endswith("ROLLBACK_COMPLETE"):
+            self._parameters[stack] = values
+        return step
+
+    def delete(self, label: str, stack: str) -> Step:
+        """DeleteStack; waits until the stack is gone."""
+        stack_id = self.describe(stack)["StackId"]
+        return self._operate(
+            label, stack, lambda: self._cfn.delete_stack(StackName=stack), describe_as=stack_id
+        )
+
+    def _operate(
+        self, label: str, stack: str, operation: Any, *, describe_as: str | None = None
+    ) -> Step:
+        before = self.parameter_versions()
+        started = time.monotonic()
+        since = time.time() - 1
+        try:
+            operation()
+        except ClientError as error:
+            message = error.response.get("Error", {}).get("Message", str(error))
+            if NO_UPDATES not in message:
+                raise
+            status = self.describe(stack)["StackStatus"]
+            return Step(label, stack, status, time.monotonic() - started, reason=message)
+        description = self._wait(describe_as or stack)
+        seconds = time.monotonic() - started
+        after = self.parameter_versions()
+        outputs = _outputs(description)
+        status = str(description["StackStatus"])
+        reason = "" if _succeeded(status) else self.failure_reason(describe_as or stack, since)
+        return Step(
+            label=label,
+            stack=stack,
+            status=status,
+            seconds=seconds,
+            action=outputs.get("Action", "-"),
+            fingerprint=outputs.get("CAFingerprint", ""),
+            trusted=tuple(f for f in outputs.get("TrustedCAFingerprints", "").split(",") if f),
+            written=tuple(sorted(n for n, v in after.items() if before.get(n) != v)),
+            removed=tuple(sorted(set(before) - set(after))),
+            reason=reason,
+        )
+
+    def _wait(self, stack: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            description = self.describe(stack)
+            if not str(description["StackStatus"]).endswith("_IN_PROGRESS"):
+                return description
+            time.sleep(0.2)
+        raise StackError(f"stack {stack} did not settle in {self.timeout:.0f} s")
+
+    # --- readings -----------------------------------------------------------------------------
+
+    def describe(self, stack: str) -> dict[str, Any]:
+        stacks = self._cfn.describe_stacks(StackName=stack)["Stacks"]
+        return dict(stacks[0])
+
+    def outputs(self, stack: str) -> dict[str, str]:
+        return _outputs(self.describe(stack))
+
+    def failure_reason(self, stack: str, since: float = 0.0) -> str:
+        """The reason of the earliest resource failure since ``since`` (epoch seconds)."""
+        events = self._cfn.describe_stack_events(StackName=stack)["StackEvents"]
+        failed = [
+            e
+            for e in events
+            if str(e.get("ResourceStatus", "")).endswith("_FAILED")
+            and e["Timestamp"].timestamp() >= since
+            and e.get("LogicalResourceId") != stack
+        ]
+        if not failed:
+            return str(self.describe(stack).get("StackStatusReason", ""))
+        first = min(failed, key=lambda e: e["Timestamp"])
+        return f"{first['LogicalResourceId']}: {first.get('ResourceStatusReason', '')}"
+
+    def parameter_versions(self) -> dict[str, int]:
+        """Every SSM parameter in the engine (but the seeded AMI) and its version."""
+        versions: dict[str, int] = {}
+        for page in self._ssm.get_paginator("describe_parameters").paginate():
+            for parameter in page["Parameters"]:
+                if parameter["Name"] != AMI_PARAMETER:
+                    versions[parameter["Name"]] = int(parameter["Version"])
+        return versions
+
+    def bundle(self, prefix: str) -> dict[str, str]:
+        """Every parameter whose name starts with ``prefix-`` (a rack's bundle), decrypted."""
+        names = [n for n in self.parameter_versions() if n.startswith(f"{prefix}-")]
+        values: dict[str, str] = {}
+        for start in range(0, len(names), 10):
+            found = self._ssm.get_parameters(Names=names[start : start + 10], WithDecryption=True)
+            values.update({p["Name"]: p["Value"] for p in found["Parameters"]})
+        return values
+
+    def user_data(self, stack: str) -> str:
+        """The launch template's latest UserData, decoded: what an instance would run."""
+        template_id = self.outputs(stack)["LaunchTemplateId"]
+        versions = self._ec2.describe_launch_template_versions(
+            LaunchTemplateId=template_id, Versions=["$Latest"]
+        )["LaunchTemplateVersions"]
+        encoded = versions[0]["LaunchTemplateData"]["UserData"]
+        return base64.b64decode(encoded).decode("utf-8")
+
+    def user_data_ca(self, stack: str) -> str:
+        """The CA bundle (base64 PEM, as the getter returned it) that UserData installs."""
+        match = _CA_LINE.search(self.user_data(stack))
+        if match is None:
+            raise StackError(f"stack {stack}: no /etc/ca.pem line in the launch template")
+        return match.group(1)
+
+
+def _parameter_list(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()]
+
+
+def _outputs(description: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: str(o["OutputValue"]) for o in description.get("Outputs", [])}
+
+
+def _succeeded(status: str) -> bool:
+    return status in {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE"}
