@@ -51,7 +51,7 @@ test-py313:
 	@python=$$(scripts/find_python.sh 3.13) && \
 	  $(MAKE) --no-print-directory VENV=.venv-3.13 PYTHON=$$python pytest-quick
 
-pytest-quick: $(STAMP)
+pytest-quick: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m 'not dockerd and not sam'
 
 lint: $(STAMP)

@@ -11,6 +11,7 @@ parsed with ``cryptography`` directly, so a reading does not share the function'
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -144,8 +145,9 @@ class Stacks:
         description = self._wait(describe_as or stack)
         seconds = time.monotonic() - started
         after = self.parameter_versions()
-        outputs = _outputs(description)
         status = str(description["StackStatus"])
+        # A deleted stack's last outputs say nothing about the delete.
+        outputs = {} if status == "DELETE_COMPLETE" else _outputs(description)
         reason = "" if _succeeded(status) else self.failure_reason(describe_as or stack, since)
         return Step(
             label=label,
@@ -178,12 +180,20 @@ class Stacks:
     def outputs(self, stack: str) -> dict[str, str]:
         return _outputs(self.describe(stack))
 
+    def resource(self, stack: str, logical_id: str) -> dict[str, Any]:
+        """One resource of the stack as CloudFormation records it (its PhysicalResourceId…)."""
+        found = self._cfn.describe_stack_resource(StackName=stack, LogicalResourceId=logical_id)
+        return dict(found["StackResourceDetail"])
+
+    def events(self, stack: str) -> list[dict[str, Any]]:
+        """The stack's events, newest first (as DescribeStackEvents gives them)."""
+        return [dict(e) for e in self._cfn.describe_stack_events(StackName=stack)["StackEvents"]]
+
     def failure_reason(self, stack: str, since: float = 0.0) -> str:
         """The reason of the earliest resource failure since ``since`` (epoch seconds)."""
-        events = self._cfn.describe_stack_events(StackName=stack)["StackEvents"]
         failed = [
             e
-            for e in events
+            for e in self.events(stack)
             if str(e.get("ResourceStatus", "")).endswith("_FAILED")
             and e["Timestamp"].timestamp() >= since
             and e.get("LogicalResourceId") != stack
@@ -211,6 +221,11 @@ class Stacks:
             values.update({p["Name"]: p["Value"] for p in found["Parameters"]})
         return values
 
+    def bundle_digests(self, prefix: str) -> dict[str, str]:
+        """SHA-256 of each of the bundle's values: compares like :meth:`bundle` and is safe to
+        print (an assertion's diff of the values would show private keys)."""
+        return {name: _digest(value) for name, value in self.bundle(prefix).items()}
+
     def user_data(self, stack: str) -> str:
         """The launch template's latest UserData, decoded: what an instance would run."""
         template_id = self.outputs(stack)["LaunchTemplateId"]
@@ -226,6 +241,15 @@ class Stacks:
         if match is None:
             raise StackError(f"stack {stack}: no /etc/ca.pem line in the launch template")
         return match.group(1)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def user_data_digest(user_data: str) -> str:
+    """SHA-256 of a UserData text (it holds the server key: compare digests, never print it)."""
+    return _digest(user_data)
 
 
 def _parameter_list(values: dict[str, str]) -> list[dict[str, str]]:
