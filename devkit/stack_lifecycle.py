@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,17 @@ class Step:
         )
 
 
+@dataclass
+class Request:
+    """One request the function received, as its own log lines in the stack's log group tell
+    it (every line carries the request's type and resource; the generator logs its Action)."""
+
+    request_id: str
+    request_type: str
+    logical_id: str
+    action: str = ""
+
+
 def certificate_fingerprints(pem: bytes) -> tuple[str, ...]:
     """SHA-256 fingerprints (hex) of the certificates in a PEM text, in order."""
     return tuple(c.fingerprint(hashes.SHA256()).hex() for c in x509.load_pem_x509_certificates(pem))
@@ -80,11 +92,13 @@ class Stacks:
     _cfn: Any = None
     _ssm: Any = None
     _ec2: Any = None
+    _logs: Any = None
 
     def __post_init__(self) -> None:
         self._cfn = self.engine.client("cloudformation")
         self._ssm = self.engine.client("ssm")
         self._ec2 = self.engine.client("ec2")
+        self._logs = self.engine.client("logs")
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -225,6 +239,37 @@ class Stacks:
         """SHA-256 of each of the bundle's values: compares like :meth:`bundle` and is safe to
         print (an assertion's diff of the values would show private keys)."""
         return {name: _digest(value) for name, value in self.bundle(prefix).items()}
+
+    def function_log(self, stack: str) -> list[str]:
+        """Every line the stack's function wrote to its log group (``DockerTlsLogGroup``), in
+        order: the engine delivers the Lambda's output to CloudWatch Logs as AWS does."""
+        group = self.resource(stack, "DockerTlsLogGroup")["PhysicalResourceId"]
+        lines: list[str] = []
+        for page in self._logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            lines.extend(str(event["message"]) for event in page["events"])
+        return lines
+
+    def function_requests(self, stack: str) -> list[Request]:
+        """The requests the function received, in order, from its log lines."""
+        requests: dict[str, Request] = {}
+        for line in self.function_log(stack):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the runtime's START/END/REPORT lines
+            if not isinstance(record, dict) or "RequestId" not in record:
+                continue
+            request = requests.setdefault(
+                str(record["RequestId"]),
+                Request(
+                    str(record["RequestId"]),
+                    str(record.get("RequestType", "")),
+                    str(record.get("LogicalResourceId", "")),
+                ),
+            )
+            if isinstance(record.get("action"), str):
+                request.action = record["action"]
+        return list(requests.values())
 
     def user_data(self, stack: str) -> str:
         """The launch template's latest UserData, decoded: what an instance would run."""

@@ -63,6 +63,13 @@ def _trusted_as_installed(stacks: Stacks, stack: str) -> tuple[str, ...]:
     return stored_fingerprints(stacks.user_data_ca(stack))
 
 
+def _requests_during(stacks: Stacks, stack: str, seen: int) -> list[tuple[str, str, str]]:
+    """(RequestType, LogicalResourceId, Action) of each request after the first ``seen``."""
+    return [
+        (r.request_type, r.logical_id, r.action) for r in stacks.function_requests(stack)[seen:]
+    ]
+
+
 def _certificate(value: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(base64.b64decode(value))
 
@@ -118,6 +125,7 @@ def test_a_failing_update_rolls_back_to_the_ca_it_had(stacks: Stacks) -> None:
     before = stacks.bundle_digests(names.prefix)
     user_data = user_data_digest(stacks.user_data(stack))
     outputs = stacks.outputs(stack)
+    seen = len(stacks.function_requests(stack))
 
     failed = _shown(stacks.update("KeyAlgorithm=RSA-4096", stack, KeyAlgorithm="RSA-4096"))
 
@@ -146,6 +154,13 @@ def test_a_failing_update_rolls_back_to_the_ca_it_had(stacks: Stacks) -> None:
     rolled_back = stacks.outputs(stack)
     for output in ("CAFingerprint", "TrustedCAFingerprints", "CACertSSMKey"):
         assert rolled_back[output] == outputs[output]
+    # What the function was sent: the update (RSA-4096 leaves issued), the getters up to the
+    # failing one, then the rollback's Update with the old properties (RSA-2048 issued again).
+    requests = _requests_during(stacks, stack, seen)
+    generator = [i for i, (_, logical, _) in enumerate(requests) if logical == "DockerTLS"]
+    assert [requests[i] for i in generator] == [("Update", "DockerTLS", "renewed")] * 2
+    failing_getter = requests.index(("Update", "DockerTLSServerKey", ""))
+    assert generator[0] < failing_getter < generator[1]
 
 
 def test_a_rack_change_replaces_the_bundle_and_cleans_up_the_old_one(stacks: Stacks) -> None:
@@ -153,6 +168,8 @@ def test_a_rack_change_replaces_the_bundle_and_cleans_up_the_old_one(stacks: Sta
     old, new = BundleNames.for_rack(rack), BundleNames.for_rack(new_rack)
     created = _shown(stacks.create("create", stack, Rack=rack))
     assert created.status == "CREATE_COMPLETE", created.reason
+
+    seen = len(stacks.function_requests(stack))
 
     replaced = _shown(stacks.update("update Rack", stack, Rack=new_rack))
 
@@ -165,6 +182,17 @@ def test_a_rack_change_replaces_the_bundle_and_cleans_up_the_old_one(stacks: Sta
     resource = stacks.resource(stack, "DockerTLS")
     assert resource["PhysicalResourceId"] == new.prefix
     assert stacks.user_data_ca(stack) == stacks.bundle(new.prefix)[new.cert(Item.CA)]
+    # The old id's Delete came last, in the cleanup phase, after every resource was updated.
+    requests = _requests_during(stacks, stack, seen)
+    assert requests[0] == ("Update", "DockerTLS", "created")
+    assert requests[-1][:2] == ("Delete", "DockerTLS")
+    assert {r[1] for r in requests[:-1]} == {
+        "DockerTLS",
+        "DockerTLSCA",
+        "DockerTLSServerCert",
+        "DockerTLSServerKey",
+    }
+    assert all(r[0] == "Update" for r in requests[:-1])
 
 
 def test_a_failed_rack_change_keeps_the_old_bundle(stacks: Stacks) -> None:
@@ -218,8 +246,12 @@ def test_a_staged_rotation_through_stack_updates(stacks: Stacks) -> None:
     # The switch happens (the generator answers switched), then a getter fails: RSA-4096 leaves
     # are too large for the server key getter's response. The rollback sends the generator
     # its introduce properties again, and it takes the switch back.
+    seen = len(stacks.function_requests(stack))
     failed = stage("switch with RSA-4096 (fails)", RotationStage="switch", KeyAlgorithm="RSA-4096")
     assert failed.status == "UPDATE_ROLLBACK_COMPLETE"
+    generator = [r for r in _requests_during(stacks, stack, seen) if r[1] == "DockerTLS"]
+    assert len(generator) == 2  # the switch, and the rollback's Update back to introduce
+    assert generator[0] == ("Update", "DockerTLS", "switched")
     assert failed.reason.startswith("DockerTLSServerKey:")
     assert failed.trusted == (old, new)
 
@@ -278,3 +310,22 @@ def test_delete_removes_every_parameter(stacks: Stacks) -> None:
     assert deleted.status == "DELETE_COMPLETE"
     assert set(names.material) <= set(deleted.removed)
     assert stacks.bundle_digests(names.prefix) == {}
+
+
+def test_the_functions_log_lines_are_json_and_hold_no_key_material(stacks: Stacks) -> None:
+    stack, rack = _unique("logs"), _unique("rack")
+    created = _shown(stacks.create("create", stack, Rack=rack))
+    assert created.status == "CREATE_COMPLETE", created.reason
+    _shown(stacks.update("KeyAlgorithm=RSA-4096", stack, KeyAlgorithm="RSA-4096"))
+
+    lines = stacks.function_log(stack)
+
+    requests = stacks.function_requests(stack)
+    assert ("Create", "DockerTLSServerKey") in {(r.request_type, r.logical_id) for r in requests}
+    runtime = ("START RequestId:", "END RequestId:", "REPORT RequestId:")
+    own = [line for line in lines if not line.startswith(runtime)]
+    assert own
+    assert all(line.lstrip().startswith("{") for line in own)
+    # PEM, and base64 of PEM (how the bundle is stored), in no line, whatever the level.
+    leaks = [i for i, line in enumerate(lines) if "PRIVATE KEY" in line or "LS0tLS1CRUdJTi" in line]
+    assert leaks == []
