@@ -49,6 +49,7 @@ class StackEngine:
 
     url: str
     log: Path
+    process_group: int  # the engine's session: it and every Lambda worker it started
 
     def client(self, service: str) -> Any:
         """A boto3 client of ``service`` that talks to the engine only."""
@@ -164,10 +165,10 @@ def stack_engine(
                         f"the engine did not answer {url}/_ministack/health in {timeout:.0f} s"
                     )
                 continue  # it exited: most likely the port; try another
-            yield StackEngine(url, log)
+            yield StackEngine(url, log, process.pid)
             return
         finally:
             _stop(process)
     raise EngineError(
-        f"the engine exited at start three times; see {log}:\n" + StackEngine("", log).log_tail()
+        f"the engine exited at start three times; see {log}:\n" + StackEngine("", log, 0).log_tail()
     )
