@@ -13,9 +13,12 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 # The CloudFormation engine (MiniStack) in a virtualenv of its own, on Python 3.13: its Lambdas
 # run as subprocesses of its interpreter, so that must be the Lambda runtime's version. Pinned:
 # devkit/stack_engine.py relies on how this version runs stacks (docs/ENGINE.md).
+# aws-sam-translator (AWS's own SAM transform, which MiniStack runs) is pinned to the version
+# the engine tests were written against.
 MINISTACK_VERSION := 1.5.33
+SAM_TRANSLATOR_VERSION := 1.115.0
 ENGINE_VENV := .venv-engine
-ENGINE_STAMP := $(ENGINE_VENV)/.installed-$(MINISTACK_VERSION)
+ENGINE_STAMP := $(ENGINE_VENV)/.installed-$(MINISTACK_VERSION)-$(SAM_TRANSLATOR_VERSION)
 
 .PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local engine stack-local bench-runtime local-ssm local-ssm-stop mutation
 
@@ -92,10 +95,10 @@ $(SAM_STAMP):
 sam-cli: $(SAM_STAMP)
 
 $(ENGINE_STAMP):
-	@echo "make: installing the CloudFormation engine MiniStack $(MINISTACK_VERSION) into $(ENGINE_VENV) (Python 3.13, about a minute, once)"
+	@echo "make: installing the CloudFormation engine MiniStack $(MINISTACK_VERSION) into $(ENGINE_VENV) (Python 3.13, about 30 s, once)"
 	@python=$$(scripts/find_python.sh 3.13) && $$python -m venv $(ENGINE_VENV)
 	@$(ENGINE_VENV)/bin/pip install --quiet --disable-pip-version-check \
-	  ministack==$(MINISTACK_VERSION) aws-sam-translator boto3 \
+	  ministack==$(MINISTACK_VERSION) aws-sam-translator==$(SAM_TRANSLATOR_VERSION) boto3 \
 	  > $(ENGINE_VENV)/install.log 2>&1 || { cat $(ENGINE_VENV)/install.log; exit 1; }
 	@rm -f $(ENGINE_VENV)/.installed-*
 	@touch $@

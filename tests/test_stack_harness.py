@@ -154,9 +154,12 @@ def test_stopping_the_engine_stops_its_lambda_workers(tmp_path: Path) -> None:
             Role="arn:aws:iam::000000000000:role/any",
             Handler="app.handler",
             Code={"ZipFile": code.getvalue()},
+            Timeout=120,  # a cold worker on a loaded machine can take seconds
         )
         answer = functions.invoke(FunctionName="pid")
-        worker = int(answer["Payload"].read())
+        payload = answer["Payload"].read().decode()
+        assert "FunctionError" not in answer, payload
+        worker = int(payload)
         assert worker != group
         assert os.getpgid(worker) == group  # the worker is in the engine's session
     with pytest.raises(ProcessLookupError):
