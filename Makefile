@@ -10,7 +10,17 @@ SAM_CLI_VERSION := 1.170.0
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 
-.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local bench-runtime local-ssm local-ssm-stop mutation
+# The CloudFormation engine (MiniStack) in a virtualenv of its own, on Python 3.13: its Lambdas
+# run as subprocesses of its interpreter, so that must be the Lambda runtime's version. Pinned:
+# devkit/stack_engine.py relies on how this version runs stacks (docs/ENGINE.md).
+# aws-sam-translator (AWS's own SAM transform, which MiniStack runs) is pinned to the version
+# the engine tests were written against.
+MINISTACK_VERSION := 1.5.33
+SAM_TRANSLATOR_VERSION := 1.115.0
+ENGINE_VENV := .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.installed-$(MINISTACK_VERSION)-$(SAM_TRANSLATOR_VERSION)
+
+.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local engine stack-local bench-runtime local-ssm local-ssm-stop mutation
 
 # One line per step; pip's own output goes to $(VENV)/install.log, shown only if a step fails.
 $(STAMP): pyproject.toml
@@ -29,7 +39,7 @@ demo: $(STAMP)
 
 ## Lint, type-check and run every test (the Docker daemon and SAM tests need root and dockerd,
 ## or a Docker engine).
-test: lint $(SAM_STAMP)
+test: lint $(SAM_STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m pytest -q
 
 ## The fast tests, on both cores: no Docker daemon, no SAM, none of the slow matrices (under a
@@ -44,7 +54,7 @@ test-py313:
 	@python=$$(scripts/find_python.sh 3.13) && \
 	  $(MAKE) --no-print-directory VENV=.venv-3.13 PYTHON=$$python pytest-quick
 
-pytest-quick: $(STAMP)
+pytest-quick: $(STAMP) $(ENGINE_STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m 'not dockerd and not sam'
 
 lint: $(STAMP)
@@ -84,6 +94,25 @@ $(SAM_STAMP):
 ## Install the AWS SAM CLI into .venv-sam (used by sam-local and its test).
 sam-cli: $(SAM_STAMP)
 
+$(ENGINE_STAMP):
+	@echo "make: installing the CloudFormation engine MiniStack $(MINISTACK_VERSION) into $(ENGINE_VENV) (Python 3.13, about 30 s, once)"
+	@python=$$(scripts/find_python.sh 3.13) && $$python -m venv $(ENGINE_VENV)
+	@$(ENGINE_VENV)/bin/pip install --quiet --disable-pip-version-check \
+	  ministack==$(MINISTACK_VERSION) aws-sam-translator==$(SAM_TRANSLATOR_VERSION) boto3 \
+	  > $(ENGINE_VENV)/install.log 2>&1 || { cat $(ENGINE_VENV)/install.log; exit 1; }
+	@rm -f $(ENGINE_VENV)/.installed-*
+	@touch $@
+
+## Install the CloudFormation engine (MiniStack) into .venv-engine (used by stack-local and
+## the engine tests).
+engine: $(ENGINE_STAMP)
+
+## The stack as CloudFormation runs it: the template and the built artifact deployed to a local
+## CloudFormation engine (MiniStack on 127.0.0.1), driven through create, updates, a failed
+## update's rollback, a staged CA rotation, a Rack replacement and delete. See docs/ENGINE.md.
+stack-local: $(STAMP) $(ENGINE_STAMP)
+	$(BIN)/python -m devkit.stack_local $(ARGS)
+
 ## The function as AWS runs it: sam build, then sam local invoke of events/{create,update,
 ## getter,delete}.json in a Python 3.13 runtime container against a local SSM endpoint.
 ## Needs a Docker engine (or root + dockerd); ARGS='--image debian' forces the offline image.
@@ -110,4 +139,4 @@ build-DockerTlsFunction:
 	PYTHON="$(PYTHON)" scripts/build_artifact.sh "$(ARTIFACTS_DIR)"
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam build
+	rm -rf $(VENV) $(SAM_VENV) $(ENGINE_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam build
