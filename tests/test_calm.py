@@ -36,13 +36,13 @@ LOCAL_HINT = 'eval "$(make -s local-ssm)"'
 #: The CLI's longest wait for a silent endpoint is about 3 x 3 s + 3 s of back-off.
 SILENT_BOUND = 25.0
 
+_EXPORT = ["export", "--rack", RACK, "--host", "localhost", "--dir", "{dir}"]
 #: Every docker-tls subcommand (export also in its --env-only mode), with its arguments.
 CLI_COMMANDS: dict[str, list[str]] = {
     "plan": ["plan", "--rack", RACK],
     "inspect": ["inspect", "--rack", RACK],
-    "export": ["export", "--rack", RACK, "--host", "localhost", "--dir", "{dir}"],
-    "export-env-only": ["export", "--rack", RACK, "--host", "localhost", "--dir", "{dir}"]
-    + ["--env-only"],
+    "export": _EXPORT,
+    "export-env-only": [*_EXPORT, "--env-only"],
 }
 EVENTS = ["create", "update", "delete", "getter"]
 
@@ -175,6 +175,7 @@ def test_cli_without_an_endpoint_says_one_line_naming_it(name: str, tmp_path: Pa
     url = f"http://{LOOPBACK}:{free_port()}"
     code, out, err, _ = _run(_cli(name, tmp_path / "d"), _environment(url))
     assert code == calm.EXIT_UNREACHABLE, err
+    assert out == ("false  # docker-tls export failed (exit 6)\n" if "export" in name else "")
     _calm(err)
     assert len(err.splitlines()) == 1, err
     assert f"the SSM endpoint {url} refuses connections" in err
