@@ -318,13 +318,9 @@ def test_local_ssm_start_and_env_meet_a_closed_pipe_quietly(tmp_path: Path) -> N
         local_endpoint.stop(directory)
 
 
-def test_local_ssm_on_a_port_that_never_answers_is_one_line(
-    tmp_path: Path, silent: Silent
-) -> None:
+def test_local_ssm_on_a_port_that_never_answers_is_one_line(tmp_path: Path, silent: Silent) -> None:
     directory = tmp_path / "local-ssm"
-    code, out, err, took = _run(
-        _local("start"), _local_env(directory, silent.port)
-    )
+    code, out, err, took = _run(_local("start"), _local_env(directory, silent.port))
     assert code == 1
     assert took < SILENT_BOUND
     _calm(err)
