@@ -198,6 +198,7 @@ def test_plan_of_an_unknown_rack_shows_a_create_and_exits_not_found(
     assert json.loads(out)["action"] == "created"
     assert "no docker-tls parameters for Rack 'no-such-rack'" in err
     assert "us-east-1" in err
+    assert len(err.splitlines()) == 1
     assert _writes(recording) == []
 
 
@@ -403,6 +404,70 @@ def test_export_server_files_and_dockerd_flags(
         f"dockerd --tlsverify --tlscacert={tmp_path}/ca.pem --tlscert={tmp_path}/server-cert.pem "
         f"--tlskey={tmp_path}/server-key.pem -H=0.0.0.0:2376"
     )
+
+
+def test_export_server_listens_on_the_given_host(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path
+) -> None:
+    sans = ("localhost", "127.0.0.1", "10.0.0.5")
+    ensure(store, props(RACK, server_subject_alt_names=sans), rotate=False, now=NOW)
+    argv = ["export", "--rack", RACK, "--server", "--host", "10.0.0.5", "--port", "2377"]
+    code, out, err = run(recording, *argv, "--dir", str(tmp_path / "a"))
+    assert code == cli.EXIT_OK, err
+    assert out.strip().endswith(" -H=10.0.0.5:2377")
+    assert "warning" not in err
+    argv = ["export", "--rack", RACK, "--server", "--host", "10.9.9.9"]
+    code, out, err = run(recording, *argv, "--dir", str(tmp_path / "b"))
+    assert code == cli.EXIT_OK, err
+    assert out.strip().endswith(" -H=10.9.9.9:2376")
+    assert "10.9.9.9 is not in the daemons' certificate" in err
+
+
+def test_export_env_only_prints_the_environment_for_files_already_there(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    """docker-machine env for an export: a new shell gets its variables without rewriting
+    (or needing --force for) the files; a file the bundle has since replaced is named."""
+    directory = tmp_path / "certs"
+    argv = ["export", "--rack", RACK, "--dir", str(directory), "--host", "localhost", *AT]
+    code, exported, err = run(recording, *argv)
+    assert code == cli.EXIT_OK, err
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.iterdir()}
+    code, out, err = run(recording, *argv, "--env-only")
+    assert code == cli.EXIT_OK, err
+    assert out == exported
+    assert "wrote" not in err and "warning" not in err
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.iterdir()} == before
+    assert _writes(recording) == []
+    # The bundle changes (an Update reissues the client): the stale file is named.
+    ensure(store, props(RACK, key_algorithm=KeyAlgorithm.RSA_2048), rotate=False, now=NOW)
+    code, out, err = run(recording, *argv, "--env-only")
+    assert code == cli.EXIT_OK, err
+    assert f"warning: {directory}/cert.pem is not what the rack stores now" in err
+    assert "export --force rewrites it" in err
+    # Nothing there to print an environment for: refused, and eval fails.
+    code, out, err = run(recording, *argv[:4], str(tmp_path / "none"), *argv[5:], "--env-only")
+    assert code == cli.EXIT_NOT_FOUND
+    assert "ca.pem" in err and "export without --env-only writes them" in err
+    _nothing_to_evaluate(out)
+    assert not (tmp_path / "none").exists()
+    code, out, err = run(recording, *argv, "--env-only", "--force")
+    assert code == cli.EXIT_USAGE
+    _nothing_to_evaluate(out)
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    import importlib.metadata
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "docker_tls_cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"docker-tls {importlib.metadata.version('docker-tls')}"
 
 
 def test_export_warns_about_a_host_and_port_the_certificate_does_not_name(
