@@ -359,29 +359,62 @@ class _MotoApi(BaseHTTPRequestHandler):
         pass
 
 
-def test_local_ssm_stop_ctrl_c_while_waiting_is_one_line_and_130(tmp_path: Path) -> None:
-    """An endpoint that ignores SIGTERM keeps ``stop`` waiting; Ctrl-C there ends calmly."""
-    stubborn = subprocess.Popen(
+@dataclass
+class Stubborn:
+    """An endpoint's recorded pid and port that answer the liveness check, but whose process
+    ignores SIGTERM: ``stop`` waits for it in vain."""
+
+    directory: Path
+    port: int
+    pid: int
+
+
+@pytest.fixture
+def stubborn(tmp_path: Path) -> Iterator[Stubborn]:
+    process = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)",
-        ]
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
     server = ThreadingHTTPServer((LOOPBACK, 0), _MotoApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     directory = tmp_path / "local-ssm"
     directory.mkdir()
     port = int(server.server_address[1])
-    (directory / "server.json").write_text(json.dumps({"pid": stubborn.pid, "port": port}))
-    waiting = threading.Event()
-    threading.Timer(3.0, waiting.set).start()  # well inside the 15 s stop waits
+    (directory / "server.json").write_text(json.dumps({"pid": process.pid, "port": port}))
     try:
-        err = _interrupt(_local("stop"), _local_env(directory, port), waiting)
+        yield Stubborn(directory, port, process.pid)
     finally:
-        stubborn.kill()
-        stubborn.wait()
+        process.kill()
+        process.communicate()
         server.shutdown()
         server.server_close()
+
+
+def test_local_ssm_stop_says_so_when_the_endpoint_outlives_sigterm(
+    stubborn: Stubborn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(local_endpoint.STATE_DIR_ENV, str(stubborn.directory))
+    monkeypatch.setattr(local_endpoint, "STOP_SECONDS", 1)
+    assert local_endpoint.main(["stop"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"local-ssm: the endpoint http://127.0.0.1:{stubborn.port} (pid {stubborn.pid}) is still "
+        f"running 1 s after SIGTERM: kill {stubborn.pid}"
+    )
+
+
+def test_local_ssm_stop_ctrl_c_while_waiting_is_one_line_and_130(stubborn: Stubborn) -> None:
+    """An endpoint that ignores SIGTERM keeps ``stop`` waiting; Ctrl-C there ends calmly."""
+    directory, port = stubborn.directory, stubborn.port
+    waiting = threading.Event()
+    threading.Timer(3.0, waiting.set).start()  # well inside the 15 s stop waits
+    err = _interrupt(_local("stop"), _local_env(directory, port), waiting)
     _calm(err)
     assert err.strip() == "local-ssm: interrupted"
