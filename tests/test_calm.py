@@ -418,3 +418,13 @@ def test_local_ssm_stop_ctrl_c_while_waiting_is_one_line_and_130(stubborn: Stubb
     err = _interrupt(_local("stop"), _local_env(directory, port), waiting)
     _calm(err)
     assert err.strip() == "local-ssm: interrupted"
+
+
+def test_the_one_line_says_what_to_run_for_a_local_or_a_remote_endpoint() -> None:
+    local = calm.unreachable("ReadTimeoutError", "http://127.0.0.1:4599")
+    assert local is not None and LOCAL_HINT in local
+    remote = calm.unreachable("ConnectTimeoutError", "https://ssm.eu-west-1.amazonaws.com")
+    assert remote is not None
+    assert remote.startswith("the SSM endpoint https://ssm.eu-west-1.amazonaws.com did not accept")
+    assert "the region (AWS_DEFAULT_REGION)" in remote and "make -s local-ssm" not in remote
+    assert calm.unreachable("AccessDeniedException", "http://127.0.0.1:4599") is None
