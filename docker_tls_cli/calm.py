@@ -19,6 +19,7 @@ nobody watches a terminal, and the request has minutes to answer.
 from __future__ import annotations
 
 import os
+import select
 import sys
 from collections.abc import Callable
 from contextlib import suppress
@@ -58,6 +59,8 @@ def calmly(prog: str, body: Callable[[], int], out: TextIO | None = None) -> int
         code = body()
         out.flush()
     except BrokenPipeError:
+        if not _reader_gone(out):
+            raise  # a socket's broken pipe, not stdout's: a fault to see, not a reader's choice
         _forget_stdout(out)
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
@@ -70,6 +73,16 @@ def say(prog: str, text: str) -> None:
     """One line on stderr; a stderr that is itself gone is not worth a traceback."""
     with suppress(OSError, ValueError):
         print(f"{prog}: {text}", file=sys.stderr, flush=True)
+
+
+def _reader_gone(out: TextIO) -> bool:
+    """Whether ``out`` is a pipe or socket whose reader has gone (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(out.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True  # no descriptor to ask (already closed): the pipe it was is gone
 
 
 def _forget_stdout(out: TextIO) -> None:

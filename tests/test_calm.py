@@ -428,3 +428,18 @@ def test_the_one_line_says_what_to_run_for_a_local_or_a_remote_endpoint() -> Non
     assert remote.startswith("the SSM endpoint https://ssm.eu-west-1.amazonaws.com did not accept")
     assert "the region (AWS_DEFAULT_REGION)" in remote and "make -s local-ssm" not in remote
     assert calm.unreachable("AccessDeniedException", "http://127.0.0.1:4599") is None
+
+
+def test_only_stdouts_broken_pipe_ends_quietly() -> None:
+    """A broken pipe from elsewhere (a socket) while stdout's reader is still there is a fault
+    to show, not a reader that went away."""
+
+    def broken() -> int:
+        raise BrokenPipeError("a socket's")
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as out:
+        with pytest.raises(BrokenPipeError):
+            calm.calmly("test", broken, out)
+        os.close(read_end)
+        assert calm.calmly("test", broken, out) == calm.EXIT_BROKEN_PIPE
