@@ -31,11 +31,18 @@ from typing import Any, TextIO
 
 from devkit.events import LambdaContext
 from devkit.receiver import Receiver, response_receiver
+from docker_tls_cli import calm
 from handler import GENERATOR, GETTER
 
 MASK = "*****"  # what CloudFormation shows for a NoEcho value
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 0, 1, 2, 4
+EXIT_UNREACHABLE = calm.EXIT_UNREACHABLE
+
+#: What to run when the configured local endpoint does not answer.
+_LOCAL_HINT = (
+    f"{calm.LOCAL_ENDPOINT_HINT}, or unset AWS_ENDPOINT_URL_SSM for a throwaway embedded one"
+)
 
 _REQUIRED = ("RequestType", "ResourceType", "ResourceProperties")
 
@@ -201,7 +208,7 @@ def _via_event_url(event: Mapping[str, Any], note: TextIO) -> dict[str, Any]:
 def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
     from handler.bundle import BundleNames
     from handler.properties import PropertyError, parse_rack
-    from handler.store import ParameterStore
+    from handler.store import ParameterStore, StoreError
 
     found = seed_properties(event)
     if found is None:
@@ -211,7 +218,11 @@ def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
         rack = parse_rack(properties)
     except PropertyError:
         return  # the event itself is bad; let the handler say so
-    if ParameterStore().read(BundleNames.for_rack(rack).material):
+    try:
+        stored = ParameterStore().read(BundleNames.for_rack(rack).material)
+    except StoreError as error:
+        raise _unanswered(error) from None
+    if stored:
         return
     create = {
         **event,
@@ -240,6 +251,49 @@ def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
     )
 
 
+def _unanswered(error: Exception) -> InvokeError:
+    """A failed SSM read before the handler ran, as one line (naming the endpoint and what to
+    run when it never answered)."""
+    code = getattr(error, "code", type(error).__name__)
+    line = calm.unreachable(code, os.environ.get("AWS_ENDPOINT_URL_SSM"), _LOCAL_HINT)
+    if line is not None:
+        return InvokeError(line, EXIT_UNREACHABLE)
+    return InvokeError(f"reading the bundle before the event failed: {error}", EXIT_FAILED)
+
+
+def _probe(endpoint: str, note: TextIO) -> None:
+    """One read with the terminal's short waits before the handler's long ones: an endpoint
+    that refuses or never answers is one line here, within seconds, for every event type
+    (the handler's own client would retry for a minute, then blame the role's permissions)."""
+    from botocore.exceptions import BotoCoreError
+
+    from handler.store import ParameterStore, StoreError
+
+    def say(text: str) -> None:
+        print(f"invoke: {text}", file=note, flush=True)
+
+    try:
+        ParameterStore(calm.ssm_client(say)).read(["docker-tls-invoke-probe"])
+    except StoreError as error:
+        if calm.unreachable(error.code, endpoint) is not None:
+            raise _unanswered(error) from None
+    except BotoCoreError:
+        pass  # no region and the like: the handler reports it in its own words
+
+
+def explain(response: Mapping[str, Any]) -> str | None:
+    """A note for a FAILED response whose Reason is an SSM endpoint that never answered: the
+    handler's Reason then still advises checking the role's permissions, which does not
+    apply to a connection that was refused or timed out."""
+    reason = str(response.get("Reason") or "")
+    if response.get("Status") != "FAILED":
+        return None
+    for code in calm.NO_ANSWER:
+        if f"({code})" in reason:
+            return calm.unreachable(code, os.environ.get("AWS_ENDPOINT_URL_SSM"), _LOCAL_HINT)
+    return None
+
+
 def run(
     event: Mapping[str, Any],
     *,
@@ -266,6 +320,7 @@ def run(
         print(f"invoke: real AWS ({_check_aws()})", file=note)
         local = nullcontext()
     elif configured:
+        _probe(configured, note)
         local = nullcontext()
     else:
         from devkit.ssm_server import local_ssm
@@ -324,8 +379,11 @@ def main(
         help="do not create the bundle first for an Update, Delete or getter event",
     )
     args = parser.parse_args(argv)
-    out = out or sys.stdout
-    err = err or sys.stderr
+    chosen_out = out or sys.stdout
+    return calm.calmly("invoke", lambda: _main(args, chosen_out, err or sys.stderr), chosen_out)
+
+
+def _main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         event = load_event(args.event)
         response = run(event, aws=args.aws, send=args.send, seed=args.seed, note=err)
@@ -334,6 +392,13 @@ def main(
         return error.exit_code
     if response.get("NoEcho"):
         print("invoke: NoEcho is true: Data values are masked", file=err)
+    unanswered = explain(response)
+    if unanswered is not None:
+        print(
+            f"invoke: the Reason's advice to check the role's permissions does not apply: "
+            f"{unanswered}",
+            file=err,
+        )
     print(json.dumps(masked(response), indent=2), file=out)
     return EXIT_SUCCESS if response.get("Status") == "SUCCESS" else EXIT_FAILED
 

@@ -33,7 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from devkit.loopback import accepts
+from docker_tls_cli import calm
+
 if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
     from handler.store import ParameterStore
 
 DEFAULT_PORT = 4599
@@ -117,10 +122,11 @@ def start(directory: Path | None = None, port: int | None = None) -> tuple[Endpo
             "the local endpoint needs the development extras: pip install -e '.[dev]'"
         )
     port = port or _port()
-    if _answers(port):
+    if accepts(port):
+        what = "answers" if _answers(port) else "is taken by something that does not answer"
         raise EndpointError(
-            f"127.0.0.1:{port} already answers, but not as the endpoint of {directory}: "
-            f"stop it, or pick another port with {PORT_ENV}"
+            f"127.0.0.1:{port} {what}, but it is not the endpoint of {directory}: "
+            f"stop it, or pick another port with {PORT_ENV}=<port>"
         )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = (directory / "server.log").open("ab")
@@ -135,26 +141,46 @@ def start(directory: Path | None = None, port: int | None = None) -> tuple[Endpo
     )
     log.close()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = running(directory)
-        if found is not None:
-            return found, True
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    tail = (directory / "server.log").read_text(errors="replace")[-1500:]
-    raise EndpointError(f"the local SSM endpoint did not start on port {port}:\n{tail}")
+    try:
+        while time.monotonic() < deadline:
+            found = running(directory)
+            if found is not None:
+                return found, True
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        # Ctrl-C while it starts: a server nobody will be told about must not keep running.
+        process.terminate()
+        process.wait(timeout=10)
+        raise
+    process.terminate()
+    lines = (directory / "server.log").read_text(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else "no output"
+    raise EndpointError(
+        f"the local SSM endpoint did not start on port {port} within 30 s ({last}); "
+        f"the whole log is {directory / 'server.log'}"
+    )
+
+
+STOP_SECONDS = 15
 
 
 def stop(directory: Path | None = None) -> Endpoint | None:
-    """Stop the endpoint (its state is written on the way out); None when none was running."""
+    """Stop the endpoint (its state is written on the way out); None when none was running.
+    Raises :class:`EndpointError` when it is still running after ``STOP_SECONDS``."""
     found = running(directory or state_dir())
     if found is None:
         return None
     os.kill(found.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STOP_SECONDS
     while time.monotonic() < deadline and _alive(found.pid):
         time.sleep(0.1)
+    if _alive(found.pid):
+        raise EndpointError(
+            f"the endpoint {found.url} (pid {found.pid}) is still running {STOP_SECONDS} s after "
+            f"SIGTERM: kill {found.pid}"
+        )
     return found
 
 
@@ -232,6 +258,9 @@ def serve(port: int, directory: Path) -> None:
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
         restore(client, saved)
+    # moto loads its SSM backend on the first SSM call (seconds on a busy machine): pay that
+    # here, before anyone is told the endpoint is up, not in a client's short read timeout.
+    client.get_parameters(Names=["docker-tls-warm-up"])
     (directory / "server.json").write_text(
         json.dumps({"pid": os.getpid(), "port": port}), encoding="utf-8"
     )
@@ -262,6 +291,11 @@ def exports(endpoint: Endpoint) -> str:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    chosen_out = out or sys.stdout
+    return calm.calmly("local-ssm", lambda: _main(argv, chosen_out), chosen_out)
+
+
+def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devkit.local_endpoint",
         description="A local SSM endpoint (moto) that stays up and keeps its parameters.",
@@ -269,7 +303,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("command", choices=("start", "env", "stop", "serve"))
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
-    out = out or sys.stdout
 
     def note(text: str) -> None:
         print(f"local-ssm: {text}", file=sys.stderr)
@@ -279,7 +312,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         serve(args.port or _port(), directory)
         return 0
     if args.command == "stop":
-        stopped = stop(directory)
+        try:
+            stopped = stop(directory)
+        except EndpointError as error:
+            note(str(error))
+            return 1
         note(f"stopped {stopped.url}; parameters kept in {directory}" if stopped else "not running")
         return 0
     if args.command == "env":
@@ -303,10 +340,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return 0
 
 
-def store(note: Callable[[str], None]) -> ParameterStore:
-    """A parameter store on the endpoint, started if need be. The client is made (with the
-    project's retry and timeout settings) under the endpoint's environment, which is then
-    put back: the caller's own environment is left as it was."""
+def store(
+    note: Callable[[str], None], make_client: Callable[[], SSMClient] | None = None
+) -> ParameterStore:
+    """A parameter store on the endpoint, started if need be. The client is made (by
+    ``make_client``, else with the Lambda's retry and timeout settings) under the endpoint's
+    environment, which is then put back: the caller's own environment is left as it was."""
     from handler.store import ParameterStore, default_client
 
     endpoint, started = start()
@@ -319,7 +358,7 @@ def store(note: Callable[[str], None]) -> ParameterStore:
     os.environ.update(endpoint.environment())
     os.environ.pop("AWS_PROFILE", None)
     try:
-        client = default_client()
+        client = (make_client or default_client)()
     finally:
         for name, value in saved.items():
             if value is None:

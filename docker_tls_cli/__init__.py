@@ -2,7 +2,8 @@
 
 * ``plan``: what a Create/Update would do right now, per item (``bundle.plan``), writing nothing;
 * ``inspect``: every stored parameter's certificate facts, type, tier and each item's health;
-* ``export``: the client (or ``--server``) credentials as PEM files for ``docker --tlsverify``.
+* ``export``: the client (or ``--server``) credentials as PEM files for ``docker --tlsverify``,
+  and (``--env-only``) the environment for files already exported.
 
 Reads go through :class:`handler.store.ParameterStore` (one ``GetParameters`` call, decrypted),
 decisions through :func:`handler.bundle.plan`, properties through
@@ -10,7 +11,8 @@ decisions through :func:`handler.bundle.plan`, properties through
 in SSM is ever written. Key material is printed nowhere; ``export`` writes it to files only.
 
 Exit codes: 0 done, 1 other failure, 2 bad usage or ``--property``, 3 no such rack (nothing
-stored), 4 no usable AWS credentials or region, 5 access denied.
+stored), 4 no usable AWS credentials or region, 5 access denied, 6 the SSM endpoint refused or
+never answered, 130 Ctrl-C, 141 the reader closed the pipe (:mod:`docker_tls_cli.calm`).
 """
 
 from docker_tls_cli.common import (
@@ -19,6 +21,7 @@ from docker_tls_cli.common import (
     EXIT_ERROR,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
 from docker_tls_cli.main import main
@@ -29,6 +32,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "main",
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 
+from docker_tls_cli import calm
 from handler.bundle import BundleNames, Item, stored_stage
 from handler.certificates import (
     KeyAlgorithm,
@@ -28,6 +29,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CREDENTIALS = 4
 EXIT_ACCESS_DENIED = 5
+EXIT_UNREACHABLE = calm.EXIT_UNREACHABLE  # the endpoint refused, or never answered in time
 
 #: Error codes (botocore exception names and AWS codes) that mean "who are you?", not "no".
 _CREDENTIAL_CODES = frozenset(
@@ -57,7 +59,14 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def store_failure(error: StoreError, needs: str) -> CliError:
+#: What to run when a local endpoint does not answer.
+LOCAL_HINT = f"{calm.LOCAL_ENDPOINT_HINT}, or add --local (it starts one)"
+
+
+def store_failure(error: StoreError, needs: str, endpoint: str | None = None) -> CliError:
+    no_answer = calm.unreachable(error.code, endpoint, LOCAL_HINT)
+    if no_answer is not None:
+        return CliError(no_answer, EXIT_UNREACHABLE)
     if error.code == "NoRegionError":
         return CliError(
             "no AWS region: set AWS_DEFAULT_REGION or a profile's region", EXIT_CREDENTIALS
@@ -119,12 +128,20 @@ def read_bundle(store: ParameterStore, rack: str) -> Stored:
         parameters = store.read((*names.everything, names.version_track))
     except StoreError as error:
         raise store_failure(
-            error, "ssm:GetParameters on the bundle's parameters and kms:Decrypt on its key"
+            error,
+            "ssm:GetParameters on the bundle's parameters and kms:Decrypt on its key",
+            _endpoint(store),
         ) from None
     region: str | None = None
     with suppress(AttributeError, BotoCoreError):
         region = store.client.meta.region_name
     return Stored(rack, names, parameters, region)
+
+
+def _endpoint(store: ParameterStore) -> str | None:
+    with suppress(AttributeError, BotoCoreError):
+        return str(store.client.meta.endpoint_url)
+    return None
 
 
 # --- Properties -----------------------------------------------------------------------------

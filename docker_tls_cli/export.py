@@ -7,6 +7,7 @@ import argparse
 import base64
 import ipaddress
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -19,6 +20,7 @@ from typing import TextIO
 from cryptography import x509
 
 from docker_tls_cli.common import (
+    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -87,12 +89,7 @@ def _docker_host(
     sans = list(subject_alt_names(server)) if server is not None else []
     valid = f"valid for {', '.join(sans)}" if sans else "no server certificate stored"
     if given:
-        if sans and not named_by(given, sans):
-            print(
-                f"docker-tls: warning: {given} is not in the daemons' certificate ({valid}): "
-                "docker will refuse the connection",
-                file=err,
-            )
+        _check_named(given, values, names, err)
         return given
     remote = [name for name in sans if not name.startswith("*.") and not _is_this_machine(name)]
     if not remote:
@@ -113,8 +110,6 @@ def _docker_host(
 
 def _docker_cli(args: argparse.Namespace, directory: Path) -> str:
     """The docker CLI a ``--context`` needs, checked before anything is written."""
-    if args.server:
-        raise CliError("--context is for a client export (it names the daemon to dial)", EXIT_USAGE)
     if "," in str(directory) or "=" in str(directory):
         raise CliError("--context needs a --dir without ',' or '=' (docker's --docker syntax)")
     docker = shutil.which("docker")
@@ -162,6 +157,10 @@ def _trust_note(trusted: Sequence[x509.Certificate], cert: x509.Certificate) -> 
 
 
 def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: TextIO) -> int:
+    if args.env_only and args.force:
+        raise CliError("--env-only writes nothing; --force is for rewriting files", EXIT_USAGE)
+    if args.server and args.context:
+        raise CliError("--context is for a client export (it names the daemon to dial)", EXIT_USAGE)
     now = args.at
     parse_properties(args.rack, {}, now)
     stored = read_bundle(store, args.rack)
@@ -200,13 +199,59 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
                 file=err,
             )
 
-    host = None if args.server else _docker_host(args.host, values, names, err)
+    if args.server:
+        host = args.host or "0.0.0.0"  # noqa: S104 (a fleet's daemon listens on every interface)
+        if args.host:
+            _check_named(args.host, values, names, err)
+    else:
+        host = _docker_host(args.host, values, names, err)
     directory = args.dir.expanduser().absolute()
-    docker = _docker_cli(args, directory) if args.context else None
     targets = {filename: directory / filename for filename in wanted}
-    existing = [str(path) for path in targets.values() if path.exists()]
-    if existing and not args.force:
-        raise CliError(f"{', '.join(existing)} already exist: pass --force to overwrite")
+    if args.env_only:
+        _check_exported(targets, {f: values[p] for f, p in wanted.items()}, err)
+    else:
+        docker = _docker_cli(args, directory) if args.context else None
+        _write(targets, {f: values[p] for f, p in wanted.items()}, directory, args.force, err)
+        print(
+            f"docker-tls: wrote {', '.join(str(p) for p in targets.values())} "
+            f"(key 0600); {_trust_note(trusted, cert)}",
+            file=err,
+        )
+        if docker is not None:
+            _docker_context(docker, args.context, f"tcp://{host}:{args.port}", targets, err)
+    for line in _to_evaluate(args, host, directory, targets):
+        print(line, file=out)
+    return EXIT_OK
+
+
+def _check_named(host: str, values: Mapping[str, str], names: BundleNames, err: TextIO) -> None:
+    """Warn when ``host`` is not a name the daemons' certificate holds: TLS clients that dial
+    it refuse the daemon."""
+    server = stored_cert(values, names.cert(Item.SERVER))
+    sans = list(subject_alt_names(server)) if server is not None else []
+    if sans and not named_by(host, sans):
+        print(
+            f"docker-tls: warning: {host} is not in the daemons' certificate (valid for "
+            f"{', '.join(sans)}): docker will refuse the connection",
+            file=err,
+        )
+
+
+def _write(
+    targets: Mapping[str, Path],
+    contents: Mapping[str, str],
+    directory: Path,
+    force: bool,
+    err: TextIO,
+) -> None:
+    """Write each file (keys 0600) into ``directory``, made 0700 if new; existing files only
+    with ``force``."""
+    existing = [name for name, path in targets.items() if path.exists()]
+    if existing and not force:
+        raise CliError(
+            f"{directory} already holds {', '.join(existing)}: --env-only prints the "
+            "environment for them (writing nothing), --force rewrites them"
+        )
     if directory.exists() and not directory.is_dir():
         raise CliError(f"{directory} exists and is not a directory")
     if not directory.exists():
@@ -220,26 +265,57 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
             file=err,
         )
     for filename, path in targets.items():
-        value = values[wanted[filename]]
         is_key = filename.endswith("key.pem")
-        _write_file(path, base64.b64decode(value.strip()), 0o600 if is_key else 0o644)
-    print(
-        f"docker-tls: wrote {', '.join(str(p) for p in targets.values())} "
-        f"(key 0600); {_trust_note(trusted, cert)}",
-        file=err,
-    )
+        _write_file(path, base64.b64decode(contents[filename].strip()), 0o600 if is_key else 0o644)
+
+
+def _check_exported(targets: Mapping[str, Path], contents: Mapping[str, str], err: TextIO) -> None:
+    """``--env-only``: the files must be there; one that differs from the stored value is
+    named (the bundle changed since the export), and nothing is written."""
+    missing = [str(path) for path in targets.values() if not path.is_file()]
+    if missing:
+        raise CliError(
+            f"{', '.join(missing)} not found: export without --env-only writes them",
+            EXIT_NOT_FOUND,
+        )
+    for filename, path in targets.items():
+        if path.read_bytes() != base64.b64decode(contents[filename].strip()):
+            print(
+                f"docker-tls: warning: {path} is not what the rack stores now (the bundle "
+                "changed since it was exported): export --force rewrites it",
+                file=err,
+            )
+
+
+def _to_evaluate(
+    args: argparse.Namespace, host: str, directory: Path, targets: Mapping[str, Path]
+) -> list[str]:
+    """What stdout carries: the dockerd command, the context to use, or the environment."""
     if args.server:
-        flags = (
+        return [
             f"dockerd --tlsverify --tlscacert={targets['ca.pem']} "
             f"--tlscert={targets['server-cert.pem']} --tlskey={targets['server-key.pem']} "
-            f"-H=0.0.0.0:{args.port}"
-        )
-        print(flags, file=out)
-        return EXIT_OK
-    assert host is not None, "a client export chose its host before writing"
-    if docker is not None:
-        _docker_context(docker, args.context, f"tcp://{host}:{args.port}", targets, err)
-    print(f"export DOCKER_HOST=tcp://{host}:{args.port}", file=out)
-    print("export DOCKER_TLS_VERIFY=1", file=out)
-    print(f"export DOCKER_CERT_PATH={directory}", file=out)
-    return EXIT_OK
+            f"-H={_bracketed(host)}:{args.port}"
+        ]
+    if args.context:
+        # DOCKER_HOST (and the TLS variables with it) would override the context: a shell
+        # that evaluates this uses the context and nothing else.
+        return [
+            f"# docker context {args.context} dials tcp://{host}:{args.port} with these files: "
+            f"docker --context {args.context} version, or docker context use {args.context}",
+            "unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH",
+            f"export DOCKER_CONTEXT={shlex.quote(args.context)}",
+        ]
+    return [
+        f"export DOCKER_HOST=tcp://{_bracketed(host)}:{args.port}",
+        "export DOCKER_TLS_VERIFY=1",
+        f"export DOCKER_CERT_PATH={shlex.quote(str(directory))}",
+    ]
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in a URL's host part needs brackets."""
+    with suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    return host

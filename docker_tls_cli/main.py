@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from docker_tls_cli.common import CliError, parse_properties
+from docker_tls_cli import calm
+from docker_tls_cli.common import CliError, as_store_error, parse_properties, store_failure
 from docker_tls_cli.export import DOCKER_TLS_PORT, cmd_export
 from docker_tls_cli.inspection import cmd_inspect
 from docker_tls_cli.plan import cmd_plan
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan, inspect and export a rack's Docker TLS bundle in SSM Parameter "
         "Store. Uses the standard AWS credential chain and region; never writes to SSM.",
     )
+    parser.add_argument("--version", action="version", version=f"docker-tls {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -41,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--local",
             action="store_true",
-            help="use the lasting local SSM endpoint (make local-ssm; started if need be), "
-            "creating a default bundle for --rack there if it has none",
+            help="use the lasting local SSM endpoint (make local-ssm; started if need be); "
+            "inspect and export create a default bundle for --rack there if it has none, "
+            "plan never writes",
         )
         sub.add_argument(
             "--at",
@@ -77,15 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export_cmd.add_argument("--force", action="store_true", help="overwrite existing files")
     export_cmd.add_argument(
+        "--env-only",
+        action="store_true",
+        help="write nothing: print the environment (or the context) for the files already in "
+        "--dir, as docker-machine env does; re-run it in every new shell",
+    )
+    export_cmd.add_argument(
         "--host",
         help="host for DOCKER_HOST: an instance's name or address (default: the first name in "
         "the daemons' certificate that is not this machine; required when there is none)",
     )
-    export_cmd.add_argument("--port", type=int, default=DOCKER_TLS_PORT)
+    export_cmd.add_argument(
+        "--port",
+        type=int,
+        default=DOCKER_TLS_PORT,
+        help="the daemons' TLS port (DOCKER_HOST, or where --server's dockerd listens)",
+    )
     export_cmd.add_argument(
         "--context",
         metavar="NAME",
-        help="also create (or update) the Docker context NAME for that host with these files",
+        help="create (or update) the Docker context NAME for that host with these files and "
+        "print how to use it instead of DOCKER_* variables (which would override a context)",
     )
     return parser
 
@@ -93,10 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export}
 
 
-def _local_store(rack: str, err: TextIO) -> ParameterStore:
-    """The lasting local SSM endpoint (started if need be), holding a bundle for ``rack``: the
-    one an earlier command or ``make invoke`` made, else one a Create with only ``Rack``
-    makes now. Every later ``--local`` command sees the same bundle."""
+def _version() -> str:
+    try:
+        return importlib.metadata.version("docker-tls")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _local_store(rack: str, err: TextIO, *, create: bool) -> ParameterStore:
+    """The lasting local SSM endpoint (started if need be). With ``create``, it holds a bundle
+    for ``rack``: the one an earlier command or ``make invoke`` made, else one a Create with
+    only ``Rack`` makes now. Every later ``--local`` command sees the same bundle. ``plan``
+    passes ``create=False``: it never writes, so a mistyped rack stays missing."""
     try:
         from devkit import local_endpoint
     except ImportError as error:
@@ -111,10 +135,10 @@ def _local_store(rack: str, err: TextIO) -> ParameterStore:
         print(f"docker-tls: --local: {text}", file=err)
 
     try:
-        store = local_endpoint.store(note)
+        store = local_endpoint.store(note, lambda: calm.ssm_client(note))
     except local_endpoint.EndpointError as error:
         raise CliError(str(error)) from None
-    if not store.read(BundleNames.for_rack(rack).material):
+    if create and not store.read(BundleNames.for_rack(rack).material):
         now = dt.datetime.now(dt.UTC)
         outcome = ensure(store, parse_properties(rack, {}, now), rotate=False, now=now)
         note(f"Rack {rack!r} had no bundle there: {outcome.action.value} one (default properties)")
@@ -129,18 +153,44 @@ def main(
     err: TextIO | None = None,
 ) -> int:
     """The ``docker-tls`` console script; ``client`` replaces the default SSM client."""
-    out = out or sys.stdout
+    chosen_out = out or sys.stdout
+    return calm.calmly("docker-tls", lambda: _run(argv, client, chosen_out, err), chosen_out)
+
+
+def _run(
+    argv: Sequence[str] | None, client: SSMClient | None, out: TextIO, err: TextIO | None
+) -> int:
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.at is None:
         args.at = dt.datetime.now(dt.UTC)
+
+    def note(text: str) -> None:
+        print(f"docker-tls: {text}", file=err, flush=True)
+
     try:
-        store = _local_store(args.rack, err) if args.local else ParameterStore(client)
+        if args.local:
+            store = _local_store(args.rack, err, create=args.command != "plan")
+        else:
+            store = ParameterStore(client or _terminal_client(note))
         return _COMMANDS[args.command](args, store, out, err)
     except CliError as error:
         print(f"docker-tls: {error}", file=err)
+        if args.command == "export":
+            # Its stdout is meant for eval "$(docker-tls export …)", where the exit code is
+            # lost: a failing statement makes the eval fail too, instead of setting nothing.
+            print(f"false  # docker-tls export failed (exit {error.exit_code})", file=out)
         return error.exit_code
+
+
+def _terminal_client(note: Callable[[str], None]) -> SSMClient:
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return calm.ssm_client(note)
+    except BotoCoreError as error:  # no region: boto3 needs one to make a client at all
+        raise store_failure(as_store_error("GetParameters", error), "an AWS region") from None
 
 
 if __name__ == "__main__":

@@ -64,6 +64,18 @@ def _no_secrets(text: str, values: dict[str, str]) -> None:
         assert values[NAMES.key(item)][:40] not in text
 
 
+def _nothing_to_evaluate(out: str, command: str = "export") -> None:
+    """A failed export's stdout makes ``eval "$(docker-tls export …)"`` fail too; other
+    commands print nothing on failure."""
+    if command != "export":
+        assert out == ""
+        return
+    assert out.startswith("false  # docker-tls export failed")
+    assert len(out.splitlines()) == 1
+    evaluated = subprocess.run(["bash", "-c", 'eval "$1"', "-", out], check=False)
+    assert evaluated.returncode != 0
+
+
 def _writes(recording: RecordingClient) -> list[str]:
     """Every SSM call that is not a read."""
     reads = {"get_parameters", "describe_parameters"}
@@ -187,6 +199,7 @@ def test_plan_of_an_unknown_rack_shows_a_create_and_exits_not_found(
     assert json.loads(out)["action"] == "created"
     assert "no docker-tls parameters for Rack 'no-such-rack'" in err
     assert "us-east-1" in err
+    assert len(err.splitlines()) == 1
     assert _writes(recording) == []
 
 
@@ -359,9 +372,10 @@ def test_export_refuses_to_overwrite_without_force(
     (tmp_path / "key.pem").write_text("keep me")
     (tmp_path / "key.pem").chmod(0o644)
     local = ["--host", "localhost"]
-    code, _, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), *local)
+    code, out, err = run(recording, "export", "--rack", RACK, "--dir", str(tmp_path), *local)
     assert code == cli.EXIT_ERROR
-    assert "already exist" in err and "--force" in err
+    assert "already holds key.pem" in err and "--force" in err and "--env-only" in err
+    _nothing_to_evaluate(out)
     assert (tmp_path / "key.pem").read_text() == "keep me"
     assert not (tmp_path / "ca.pem").exists()
 
@@ -391,6 +405,70 @@ def test_export_server_files_and_dockerd_flags(
         f"dockerd --tlsverify --tlscacert={tmp_path}/ca.pem --tlscert={tmp_path}/server-cert.pem "
         f"--tlskey={tmp_path}/server-key.pem -H=0.0.0.0:2376"
     )
+
+
+def test_export_server_listens_on_the_given_host(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path
+) -> None:
+    sans = ("localhost", "127.0.0.1", "10.0.0.5")
+    ensure(store, props(RACK, server_subject_alt_names=sans), rotate=False, now=NOW)
+    argv = ["export", "--rack", RACK, "--server", "--host", "10.0.0.5", "--port", "2377"]
+    code, out, err = run(recording, *argv, "--dir", str(tmp_path / "a"))
+    assert code == cli.EXIT_OK, err
+    assert out.strip().endswith(" -H=10.0.0.5:2377")
+    assert "warning" not in err
+    argv = ["export", "--rack", RACK, "--server", "--host", "10.9.9.9"]
+    code, out, err = run(recording, *argv, "--dir", str(tmp_path / "b"))
+    assert code == cli.EXIT_OK, err
+    assert out.strip().endswith(" -H=10.9.9.9:2376")
+    assert "10.9.9.9 is not in the daemons' certificate" in err
+
+
+def test_export_env_only_prints_the_environment_for_files_already_there(
+    recording: RecordingClient, store: ParameterStore, tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    """docker-machine env for an export: a new shell gets its variables without rewriting
+    (or needing --force for) the files; a file the bundle has since replaced is named."""
+    directory = tmp_path / "certs"
+    argv = ["export", "--rack", RACK, "--dir", str(directory), "--host", "localhost", *AT]
+    code, exported, err = run(recording, *argv)
+    assert code == cli.EXIT_OK, err
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.iterdir()}
+    code, out, err = run(recording, *argv, "--env-only")
+    assert code == cli.EXIT_OK, err
+    assert out == exported
+    assert "wrote" not in err and "warning" not in err
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.iterdir()} == before
+    assert _writes(recording) == []
+    # The bundle changes (an Update reissues the client): the stale file is named.
+    ensure(store, props(RACK, key_algorithm=KeyAlgorithm.RSA_2048), rotate=False, now=NOW)
+    code, out, err = run(recording, *argv, "--env-only")
+    assert code == cli.EXIT_OK, err
+    assert f"warning: {directory}/cert.pem is not what the rack stores now" in err
+    assert "export --force rewrites it" in err
+    # Nothing there to print an environment for: refused, and eval fails.
+    code, out, err = run(recording, *argv[:4], str(tmp_path / "none"), *argv[5:], "--env-only")
+    assert code == cli.EXIT_NOT_FOUND
+    assert "ca.pem" in err and "export without --env-only writes them" in err
+    _nothing_to_evaluate(out)
+    assert not (tmp_path / "none").exists()
+    code, out, err = run(recording, *argv, "--env-only", "--force")
+    assert code == cli.EXIT_USAGE
+    _nothing_to_evaluate(out)
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    import importlib.metadata
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "docker_tls_cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == f"docker-tls {importlib.metadata.version('docker-tls')}"
 
 
 def test_export_warns_about_a_host_and_port_the_certificate_does_not_name(
@@ -425,7 +503,7 @@ def test_export_needs_a_host_when_the_daemons_are_named_only_as_this_machine(
     assert code == cli.EXIT_USAGE
     assert "pass --host" in err
     assert "valid for localhost, 127.0.0.1" in err
-    assert out == ""
+    _nothing_to_evaluate(out)
     assert not (tmp_path / "c").exists()
 
 
@@ -491,7 +569,18 @@ def test_export_creates_then_updates_a_docker_context(
     argv = ["export", "--rack", RACK, "--dir", str(directory), "--context", "rack-a"]
     code, out, err = run(recording, *argv, "--host", "localhost")
     assert code == cli.EXIT_OK, err
-    assert "export DOCKER_HOST=tcp://localhost:2376" in out.splitlines()  # eval still works
+    # What to use, and nothing that would override the context once evaluated.
+    assert "docker --context rack-a version" in out
+    assert "docker context use rack-a" in out
+    assert "export DOCKER_HOST" not in out
+    evaluated = subprocess.run(
+        ["bash", "-c", 'export DOCKER_HOST=tcp://old:1; eval "$1"; env', "-", out],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert "DOCKER_CONTEXT=rack-a" in evaluated
+    assert not [line for line in evaluated if line.startswith(("DOCKER_HOST=", "DOCKER_TLS"))]
     assert "docker context rack-a created for tcp://localhost:2376" in err
     endpoint = _context(config, "rack-a")["Endpoints"]["docker"]
     assert endpoint["Host"] == "tcp://localhost:2376"
@@ -542,7 +631,7 @@ def test_a_missing_rack_is_not_found(
     code, out, err = run(recording, command, "--rack", "ghost", *extra)
     assert code == cli.EXIT_NOT_FOUND
     assert "no docker-tls parameters for Rack 'ghost'" in err
-    assert out == ""
+    _nothing_to_evaluate(out, command)
     assert not (tmp_path / "d").exists()
 
 
@@ -569,7 +658,7 @@ def test_ssm_failures_have_clear_errors(
     code, out, err = run(recording, command, "--rack", RACK, *extra)
     assert code == exit_code
     assert says in err
-    assert out == ""
+    _nothing_to_evaluate(out, command)
     assert not (tmp_path / "d").exists()
 
 
@@ -608,18 +697,50 @@ def test_no_region(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "no AWS region" in err
 
 
+def _local_versions(directory: Path) -> dict[str, int]:
+    """Every parameter the lasting endpoint holds, with its version (what a write changes)."""
+    import boto3
+
+    from devkit import local_endpoint
+
+    endpoint = local_endpoint.running(directory)
+    assert endpoint is not None
+    client = boto3.client(
+        "ssm",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    pages = client.get_paginator("describe_parameters").paginate()
+    return {p["Name"]: p["Version"] for page in pages for p in page["Parameters"]}
+
+
 def test_local_mode_uses_one_lasting_endpoint(lasting_endpoint: Path, tmp_path: Path) -> None:
     """Every --local command sees the same bundle: the server and the client exported in
-    separate calls share one CA (they used to get one embedded, throwaway CA each)."""
-    code, out, err = run(None, "plan", "--rack", "local-rack", "--local", "--json")
-    assert code == cli.EXIT_OK, err
-    assert json.loads(out)["action"] == "reused"
-    assert "had no bundle there: created one" in err
-    assert "it lasts" in err
-    code, out, err = run(None, "plan", "--rack", "local-rack", "--local", *ECDSA, "--json")
-    assert code == cli.EXIT_OK, err
-    assert [i["decision"] for i in json.loads(out)["items"]] == ["reuse", "reissue", "reissue"]
+    separate calls share one CA (they used to get one embedded, throwaway CA each). plan
+    --local writes nothing: a mistyped rack is reported missing, not created."""
+    code, out, err = run(None, "plan", "--rack", "typo-rack", "--local", "--json")
+    assert code == cli.EXIT_NOT_FOUND, err
+    assert json.loads(out)["action"] == "created"  # what a Create would do; none was run
+    assert "no docker-tls parameters for Rack 'typo-rack'" in err
     assert "had no bundle" not in err
+    assert "it lasts" in err
+    assert _local_versions(lasting_endpoint) == {}
+    code, out, err = run(None, "inspect", "--rack", "local-rack", "--local", "--json")
+    assert code == cli.EXIT_OK, err
+    assert "had no bundle there: created one" in err
+    before = _local_versions(lasting_endpoint)
+    assert before
+    for extra in ([], ["--rotate"]):
+        code, out, err = run(
+            None, "plan", "--rack", "local-rack", "--local", *ECDSA, *extra, "--json"
+        )
+        assert code == cli.EXIT_OK, err
+        decisions = [i["decision"] for i in json.loads(out)["items"]]
+        assert decisions == (["rotate"] if extra else ["reuse"]) + ["reissue", "reissue"]
+        assert "had no bundle" not in err
+    assert _local_versions(lasting_endpoint) == before
     exported = []
     for extra in (["--server"], ["--host", "localhost"]):
         directory = tmp_path / extra[0]
