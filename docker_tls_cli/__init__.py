@@ -2,7 +2,8 @@
 
 * ``plan``: what a Create/Update would do right now, per item (``bundle.plan``), writing nothing;
 * ``inspect``: every stored parameter's certificate facts, type, tier and each item's health;
-* ``export``: the client (or ``--server``) credentials as PEM files for ``docker --tlsverify``.
+* ``export``: the client (or ``--server``) credentials as PEM files for ``docker --tlsverify``;
+* ``verify``: whether held files (an exported directory, a daemon's) are current for the stage.
 
 Reads go through :class:`handler.store.ParameterStore` (one ``GetParameters`` call, decrypted),
 decisions through :func:`handler.bundle.plan`, properties through
@@ -10,7 +11,7 @@ decisions through :func:`handler.bundle.plan`, properties through
 in SSM is ever written. Key material is printed nowhere; ``export`` writes it to files only.
 
 Exit codes: 0 done, 1 other failure, 2 bad usage or ``--property``, 3 no such rack (nothing
-stored), 4 no usable AWS credentials or region, 5 access denied.
+stored), 4 no usable AWS credentials or region, 5 access denied, 6 (``verify``) files to refresh.
 """
 
 from docker_tls_cli.common import (

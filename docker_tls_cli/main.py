@@ -13,6 +13,7 @@ from docker_tls_cli.common import CliError, parse_properties
 from docker_tls_cli.export import DOCKER_TLS_PORT, cmd_export
 from docker_tls_cli.inspection import cmd_inspect
 from docker_tls_cli.plan import cmd_plan
+from docker_tls_cli.verify import EXIT_REFRESH, cmd_verify
 from handler.store import ParameterStore
 
 if TYPE_CHECKING:
@@ -87,10 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="also create (or update) the Docker context NAME for that host with these files",
     )
+    verify_cmd = command(
+        "verify",
+        "check held files (an exported directory, or a daemon's) against the rack's current "
+        f"stage and say what to refresh; exit 0 when current, {EXIT_REFRESH} when not",
+    )
+    verify_cmd.add_argument("--dir", type=Path, help="a directory docker-tls export wrote")
+    verify_cmd.add_argument("--ca", type=Path, help="a trust bundle elsewhere (e.g. /etc/ca.pem)")
+    verify_cmd.add_argument("--cert", type=Path, help="a certificate elsewhere (with --key)")
+    verify_cmd.add_argument("--key", type=Path, help="its private key (only compared, never shown)")
+    verify_cmd.add_argument(
+        "--server", action="store_true", help="--cert is a daemon's server certificate"
+    )
     return parser
 
 
-_COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export}
+_COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export, "verify": cmd_verify}
 
 
 def _local_store(rack: str, err: TextIO) -> ParameterStore:
