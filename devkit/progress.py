@@ -26,9 +26,10 @@ EVERY_SECONDS = 10.0
 
 
 @contextmanager
-def ticking(note: Callable[[str], None], what: str, every: float = EVERY_SECONDS) -> Iterator[None]:
-    """Call ``note`` with a progress line every ``every`` seconds while the block runs; the
-    last line comes no later than the block's end (none after it)."""
+def ticking(note: Callable[[str], None], what: str, every: float | None = None) -> Iterator[None]:
+    """Call ``note`` with a progress line every ``every`` seconds (default
+    :data:`EVERY_SECONDS`) while the block runs; none after it ends."""
+    every = every or EVERY_SECONDS
     done = threading.Event()
     started = time.monotonic()
 
@@ -49,7 +50,7 @@ def run(
     command: Sequence[str],
     what: str,
     *,
-    every: float = EVERY_SECONDS,
+    every: float | None = None,
     log: Path | None = None,
     note: Callable[[str], None] | None = None,
 ) -> int:

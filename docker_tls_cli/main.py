@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd.add_argument("--dir", type=Path, help="a directory docker-tls export wrote")
     verify_cmd.add_argument("--ca", type=Path, help="a trust bundle elsewhere (e.g. /etc/ca.pem)")
-    verify_cmd.add_argument("--cert", type=Path, help="a certificate elsewhere (with --key)")
-    verify_cmd.add_argument("--key", type=Path, help="its private key (only compared, never shown)")
+    verify_cmd.add_argument("--cert", type=Path, help="a certificate elsewhere")
+    verify_cmd.add_argument(
+        "--key", type=Path, help="--cert's private key, to check they match (never shown)"
+    )
     verify_cmd.add_argument(
         "--server", action="store_true", help="--cert is a daemon's server certificate"
     )

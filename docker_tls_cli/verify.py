@@ -128,15 +128,16 @@ def check_leaf(
     name: str,
     key_name: str,
     cert: x509.Certificate,
-    key: PrivateKey | None,
+    key: PrivateKey | bool | None,
     stored: x509.Certificate | None,
     trust: RackTrust,
     now: dt.datetime,
 ) -> list[Finding]:
-    """A held certificate (and its key) against who signs now and who is trusted."""
+    """A held certificate (and its key: False when not given) against who signs now and who is
+    trusted."""
     if key is None:
         return [Finding(key_name, False, f"{key_name} is not a readable RSA or EC key: re-export")]
-    if not same_key(cert, key):
+    if not isinstance(key, bool) and not same_key(cert, key):
         return [Finding(key_name, False, f"{key_name} does not match {name}: re-export")]
     known = (*trust.trusted, *((trust.retired,) if trust.retired else ()))
     issuer = issuer_among(cert, known)
@@ -169,15 +170,15 @@ def check_leaf(
     return [Finding(name, True, f"{name} is current: signed by the signing CA{note}")]
 
 
-def _files(args: argparse.Namespace) -> tuple[Path, list[tuple[Item, Path, Path]]]:
+def _files(args: argparse.Namespace) -> tuple[Path, list[tuple[Item, Path, Path | None]]]:
     """ca.pem and the certificate/key pairs to check."""
     directory: Path | None = args.dir.expanduser() if args.dir else None
     if directory is None and args.ca is None:
         raise CliError("pass --dir (an exported directory) or --ca (and --cert, --key)", EXIT_USAGE)
-    if (args.cert is None) != (args.key is None):
-        raise CliError("--cert and --key go together", EXIT_USAGE)
+    if args.key is not None and args.cert is None:
+        raise CliError("--key goes with --cert", EXIT_USAGE)
     ca: Path = args.ca if args.ca is not None else directory / "ca.pem"  # type: ignore[operator]
-    pairs: list[tuple[Item, Path, Path]] = []
+    pairs: list[tuple[Item, Path, Path | None]] = []
     if args.cert is not None:
         pairs.append((Item.SERVER if args.server else Item.CLIENT, args.cert, args.key))
     elif directory is not None:
@@ -207,9 +208,9 @@ def cmd_verify(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
             stored_leaf = None
         findings += check_leaf(
             cert_path.name,
-            key_path.name,
+            key_path.name if key_path else "",
             certs[0],
-            _read_key(key_path),
+            _read_key(key_path) if key_path else False,
             stored_leaf,
             trust,
             now,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit import invoke, progress
+from devkit import invoke, progress, runtime_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +93,20 @@ def test_the_command_line_as_make_runs_it(tmp_path: Path) -> None:
     ticks = [line for line in result.stderr.splitlines() if line]
     assert len(ticks) >= 2 and all(t.startswith("make: installing: still running (") for t in ticks)
     assert log.read_text() == "pip-says\n"
+
+
+def test_an_image_build_step_speaks_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """debootstrap, pip and compileall run through runtime_image._run, which ticks."""
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.1)
+    lines: list[str] = []
+    output = runtime_image._run(
+        "debootstrap", ["sh", "-c", "sleep 0.45; echo done"], note=lines.append
+    )
+    assert output == "done\n"
+    assert len(lines) >= 2
+    assert all(line.startswith("runtime image: debootstrap: still running") for line in lines)
+    with pytest.raises(runtime_image.ImageBuildError, match="pip install failed"):
+        runtime_image._run("pip install", ["sh", "-c", "exit 1"], note=lines.append)
 
 
 @pytest.mark.slow  # make, then the handler against an embedded endpoint in a subprocess
