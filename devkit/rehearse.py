@@ -49,7 +49,7 @@ from handler.certificates import (
     subject_alt_names,
 )
 from handler.rotation import RotationStage, parse_stage
-from handler.store import ParameterStore
+from handler.store import ParameterStore, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STEPS = ("create", "introduce", "switch", "retire", "cancel", "rollback", "update", "status")
@@ -338,6 +338,12 @@ def main(
     except RehearsalError as error:
         print(f"rehearse: {error}", file=err)
         return error.exit_code
+    except StoreError as error:
+        print(f"rehearse: the local endpoint did not answer: {error}", file=err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("rehearse: interrupted; the record is written only after an answered step", file=err)
+        return 130
     if args.step == "status":
         print(json.dumps(result, indent=2), file=out)
         return EXIT_OK
