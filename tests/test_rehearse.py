@@ -188,6 +188,12 @@ def test_the_runbook_rehearsed_with_a_rollback_of_the_switch(
     assert "ca.pem still trusts the retired CA" in out and "ok: cert.pem is current" in out
     code, out = rack.verify_dir(daemon)
     assert code == EXIT_REFRESH and "--server --force" in out
+    # A rolled-back retire trusts the old CA again (from previous-ca-cert): switch-era files
+    # are current again; then the retire once more.
+    response = _step("rollback", "switched")
+    assert response["Data"]["TrustedCAFingerprints"] == f"{ca_b},{ca_a}"
+    assert rack.verify_dir(switched)[0] == cli.EXIT_OK
+    _step("retire", "retired")
     retired = rack.export("retired")
     code, out = rack.verify_dir(retired)
     assert code == cli.EXIT_OK and "current: nothing to refresh" in out
@@ -207,6 +213,8 @@ def test_the_runbook_rehearsed_with_a_rollback_of_the_switch(
         "rollback",
         "switch",
         "retire",
+        "rollback",
+        "retire",
     ]
 
 
@@ -219,6 +227,8 @@ def test_retire_and_cancel_must_fit_the_stage(lasting_endpoint: Path) -> None:
     assert code == rehearse.EXIT_USAGE and "the stack is at none (introduce fits)" in err
     code, _, err = _rehearse("cancel")
     assert code == rehearse.EXIT_USAGE and "cancel removes RotationStage after an introduce" in err
+    _step("introduce", "introduced")
+    _step("rollback", "cancelled")  # CloudFormation undoing the introduce drops the new CA
     _step("introduce", "introduced")
     _step("cancel", "cancelled")
 
