@@ -109,6 +109,49 @@ def test_an_image_build_step_speaks_while_it_runs(monkeypatch: pytest.MonkeyPatc
         runtime_image._run("pip install", ["sh", "-c", "exit 1"], note=lines.append)
 
 
+def test_each_sam_invoke_speaks_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The wiring only: a stand-in for the SAM CLI that takes a while and sends nothing (the
+    real one runs in tests/test_sam_local.py, where a Docker engine is)."""
+    from dataclasses import dataclass
+
+    from devkit import sam_local
+    from devkit.receiver import response_receiver
+    from devkit.sam_cli import SamRun
+
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.1)
+
+    @dataclass
+    class SlowSam:
+        def run(self, arguments: list[str], **_: object) -> SamRun:
+            time.sleep(0.35)
+            return SamRun(0, "", 0.35)
+
+    lines: list[str] = []
+    with response_receiver() as receiver:
+        function = sam_local.LocalLambda(
+            SlowSam(),  # type: ignore[arg-type]
+            receiver,
+            "http://127.0.0.1:9",
+            "x86_64",
+            "img",
+            "debian (reused)",
+            None,
+            "SAM CLI",
+            tmp_path,
+            tmp_path / "build",
+            0.0,
+            (),
+        )
+        steps = sam_local._invoke_all(function, lines.append)
+    assert [step.name for step in steps] == list(sam_local.STEPS)
+    for name in sam_local.STEPS:
+        ticks = [line for line in lines if line.startswith(f"sam local invoke ({name};")]
+        assert len(ticks) >= 2, lines
+        assert "still running" in ticks[0]
+
+
 @pytest.mark.slow  # make, then the handler against an embedded endpoint in a subprocess
 @pytest.mark.parametrize("silent", [True, False], ids=["make -s invoke", "make invoke"])
 def test_make_invoke_prints_only_the_response_json(silent: bool, tmp_path: Path) -> None:
