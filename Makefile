@@ -20,16 +20,22 @@ SAM_TRANSLATOR_VERSION := 1.115.0
 ENGINE_VENV := .venv-engine
 ENGINE_STAMP := $(ENGINE_VENV)/.installed-$(MINISTACK_VERSION)-$(SAM_TRANSLATOR_VERSION)
 
-.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local engine stack-local bench-runtime local-ssm local-ssm-stop mutation
+.PHONY: demo test quick test-py313 pytest-quick lint invoke bench reliability clean build-DockerTlsFunction sam-cli sam-local engine stack-local bench-runtime local-ssm local-ssm-stop mutation rehearse
 
-# One line per step; pip's own output goes to $(VENV)/install.log, shown only if a step fails.
+# One line per step, and one every 10 s while pip works (devkit/progress.py, on the system
+# Python); pip's own output goes to $(VENV)/install.log, shown only if a step fails. Notes go
+# to stderr, so a target's stdout stays its own (make invoke's is the response JSON).
+PROGRESS := $(PYTHON) -m devkit.progress
 $(STAMP): pyproject.toml
-	@echo "make: creating $(VENV) ($$($(PYTHON) --version))"
+	@echo "make: creating $(VENV) ($$($(PYTHON) --version))" >&2
 	@$(PYTHON) -m venv $(VENV)
-	@echo "make: installing docker-tls and its development tools into $(VENV) (about a minute, once)"
-	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/install.log 2>&1 \
-	  && $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' >> $(VENV)/install.log 2>&1 \
-	  || { cat $(VENV)/install.log; exit 1; }
+	@echo "make: installing docker-tls and its development tools into $(VENV) (about a minute, once)" >&2
+	@: > $(VENV)/install.log
+	@$(PROGRESS) --log $(VENV)/install.log "make: upgrading pip in $(VENV)" -- \
+	    $(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip \
+	  && $(PROGRESS) --log $(VENV)/install.log "make: installing into $(VENV)" -- \
+	    $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' \
+	  || { cat $(VENV)/install.log >&2; exit 1; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -84,10 +90,12 @@ reliability: $(STAMP)
 	$(BIN)/python scripts/reliability_report.py
 
 $(SAM_STAMP):
-	@echo "make: installing the AWS SAM CLI $(SAM_CLI_VERSION) into $(SAM_VENV) (about 30 s, once)"
+	@echo "make: installing the AWS SAM CLI $(SAM_CLI_VERSION) into $(SAM_VENV) (about a minute, once)" >&2
 	@$(PYTHON) -m venv $(SAM_VENV)
-	@$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION) \
-	  > $(SAM_VENV)/install.log 2>&1 || { cat $(SAM_VENV)/install.log; exit 1; }
+	@: > $(SAM_VENV)/install.log
+	@$(PROGRESS) --log $(SAM_VENV)/install.log "make: installing the SAM CLI into $(SAM_VENV)" -- \
+	    $(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION) \
+	  || { cat $(SAM_VENV)/install.log >&2; exit 1; }
 	@rm -f $(SAM_VENV)/.installed-*
 	@touch $@
 
@@ -127,10 +135,17 @@ local-ssm: $(STAMP)
 local-ssm-stop: $(STAMP)
 	@$(BIN)/python -m devkit.local_endpoint stop
 
+## Rehearse the staged CA rotation (docs/OPERATIONS.md) on the lasting local endpoint, one
+## step at a time: make rehearse STAGE=create|introduce|switch|rollback|retire|cancel|status
+## [RACK=rehearsal] [ARGS='--property KeyAlgorithm=ECDSA-P256']. Stdout: the response JSON.
+rehearse: $(STAMP)
+	@LOG_LEVEL=$${LOG_LEVEL:-WARNING} $(BIN)/python -m devkit.rehearse $(or $(STAGE),status) --rack $(or $(RACK),rehearsal) $(ARGS)
+
 ## Run the handler on a CloudFormation event without Docker (embedded SSM, local receiver):
-## make invoke EVENT=events/update.json [ARGS='--aws' | ARGS='--no-seed']
+## make invoke EVENT=events/update.json [ARGS='--aws' | ARGS='--no-seed']. Its stdout is the
+## response JSON alone (no echo of the command); notes and the handler's logs go to stderr.
 invoke: $(STAMP)
-	$(BIN)/python -m devkit.invoke $(or $(EVENT),events/create.json) $(ARGS)
+	@$(BIN)/python -m devkit.invoke $(or $(EVENT),events/create.json) $(ARGS)
 
 ## `sam build` (BuildMethod: makefile) runs this with ARTIFACTS_DIR set: handler/ and its
 ## run-time dependencies for python3.13 on the function's architecture, bytecode compiled,

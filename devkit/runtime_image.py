@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devkit.docker_engine import Engine, EngineError
+from devkit.progress import ticking
 
 REPOSITORY = "docker-tls/lambda-python"
 PYTHON_VERSION = "3.13"
@@ -164,7 +165,8 @@ def ensure_image(
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         try:
             assert tar.stdout is not None
-            engine.docker("import", *arguments, "-", name, stdin=tar.stdout.fileno())
+            with ticking(note, f"runtime image {name}: docker import"):
+                engine.docker("import", *arguments, "-", name, stdin=tar.stdout.fileno())
         finally:
             if tar.stdout is not None:
                 tar.stdout.close()
@@ -178,8 +180,18 @@ def ensure_image(
     return RuntimeImage(name, True, seconds, engine.image_size(name), versions)
 
 
-def _run(step: str, command: list[str], timeout: float = 900) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+def _run(
+    step: str,
+    command: list[str],
+    timeout: float = 900,
+    note: Callable[[str], None] = lambda _: None,
+) -> str:
+    """Run one build step, saying every 10 s that it still runs (debootstrap alone takes a
+    minute or more)."""
+    with ticking(note, f"runtime image: {step}"):
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip()[-1500:]
         raise ImageBuildError(f"{step} failed ({' '.join(command[:3])} ...):\n{tail}")
@@ -200,6 +212,7 @@ def _build_root(root: Path, architecture: str, note: Callable[[str], None]) -> d
             str(root),
             mirror,
         ],
+        note=note,
     )
     python = _run("python3 version", ["chroot", str(root), "python3", "-c", _VERSION]).strip()
     if not python.startswith(PYTHON_VERSION + "."):
@@ -228,12 +241,14 @@ def _build_root(root: Path, architecture: str, note: Callable[[str], None]) -> d
             "awslambdaric",
             "boto3",
         ],
+        note=note,
     )
     # AWS's image ships its libraries' bytecode; without it every container would compile
     # boto3 afresh and the runtime would look ~100 ms slower than it is.
     _run(
         "compileall",
         ["chroot", str(root), "/var/lang/bin/python3", "-m", "compileall", "-q", SITE_PACKAGES],
+        note=note,
     )
     for directory, name, text in (
         ("var/runtime", "bootstrap", _BOOTSTRAP),

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devkit.docker_engine import EngineError, docker_engine
+from devkit.progress import ticking
 from devkit.receiver import Receiver, response_receiver
 from devkit.runtime_image import ImageBuildError, RuntimeImage, ensure_image, host_architecture
 from devkit.sam_cli import DEFAULT_VENV, REGION, ROOT, SamCli, SamError
@@ -217,13 +218,18 @@ def local_lambda(
             shutil.copy(receiver.ca_file, Path(ca_dir) / receiver.ca_file.name)
             Path(ca_dir).chmod(0o755)
             sam = SamCli(venv, engine, endpoint.endpoint, ca_dir=Path(ca_dir))
-            version = sam.check()
+            with ticking(note, "sam --version"):
+                version = sam.check()
             overrides = ["--parameter-overrides", f"Architecture={architecture}"]
             note(f"sam build for {architecture} into {build_dir.relative_to(ROOT)}")
-            built = sam.run(
-                ["build", "--template", "template.yaml", "--build-dir", str(build_dir), *overrides],
-                log=work / "logs" / "build.log",
-            )
+            with ticking(note, "sam build"):
+                built = sam.run(
+                    [
+                        *("build", "--template", "template.yaml", "--build-dir", str(build_dir)),
+                        *overrides,
+                    ],
+                    log=work / "logs" / "build.log",
+                )
             if built.returncode != 0:
                 raise LocalRunError(f"sam build failed:\n{built.output[-2000:]}")
             _check_artifact(build_dir / FUNCTION, architecture)
@@ -300,7 +306,8 @@ def _invoke_all(function: LocalLambda, note: Callable[[str], None]) -> list[Step
         sent.write_text(json.dumps(event), encoding="utf-8")
         note(f"sam local invoke {FUNCTION} -e {step.event.relative_to(ROOT)}")
         arguments = ["local", "invoke", FUNCTION, "-e", str(sent), *function.invoke_arguments]
-        result = function.sam.run(arguments, log=function.work / "logs" / f"{name}.log")
+        with ticking(note, f"sam local invoke ({name}; the first starts a container)"):
+            result = function.sam.run(arguments, log=function.work / "logs" / f"{name}.log")
         step.seconds = result.seconds
         responses = function.receiver.responses(event["ResponseURL"])
         if len(responses) != 1:

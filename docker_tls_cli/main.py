@@ -15,6 +15,7 @@ from docker_tls_cli.common import CliError, as_store_error, parse_properties, st
 from docker_tls_cli.export import DOCKER_TLS_PORT, cmd_export
 from docker_tls_cli.inspection import cmd_inspect
 from docker_tls_cli.plan import cmd_plan
+from docker_tls_cli.verify import EXIT_REFRESH, cmd_verify
 from handler.store import ParameterStore
 
 if TYPE_CHECKING:
@@ -103,10 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="create (or update) the Docker context NAME for that host with these files and "
         "print how to use it instead of DOCKER_* variables (which would override a context)",
     )
+    verify_cmd = command(
+        "verify",
+        "check held files (an exported directory, or a daemon's) against the rack's current "
+        f"stage and say what to refresh; exit 0 when current, {EXIT_REFRESH} when not",
+    )
+    verify_cmd.add_argument("--dir", type=Path, help="a directory docker-tls export wrote")
+    verify_cmd.add_argument("--ca", type=Path, help="a trust bundle elsewhere (e.g. /etc/ca.pem)")
+    verify_cmd.add_argument("--cert", type=Path, help="a certificate elsewhere")
+    verify_cmd.add_argument(
+        "--key", type=Path, help="--cert's private key, to check they match (never shown)"
+    )
+    verify_cmd.add_argument(
+        "--server", action="store_true", help="--cert is a daemon's server certificate"
+    )
     return parser
 
 
-_COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export}
+_COMMANDS = {"plan": cmd_plan, "inspect": cmd_inspect, "export": cmd_export, "verify": cmd_verify}
 
 
 def _version() -> str:
@@ -171,7 +186,8 @@ def _run(
 
     try:
         if args.local:
-            store = _local_store(args.rack, err, create=args.command != "plan")
+            # plan and verify only read: a mistyped rack must stay missing, not be created.
+            store = _local_store(args.rack, err, create=args.command not in {"plan", "verify"})
         else:
             store = ParameterStore(client or _terminal_client(note))
         return _COMMANDS[args.command](args, store, out, err)
