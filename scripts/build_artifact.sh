@@ -21,6 +21,9 @@
 # interpreter (ARTIFACT_COMPILER, else scripts/find_python.sh) the artifact is built without
 # bytecode and says so; with CI=true that is an error.
 #
+# Last, devkit/artifact_check.py reads every native file and wheel tag in DIR and fails the
+# build when one is not for that architecture and Python.
+#
 # `sam build` (BuildMethod: makefile) runs `make build-DockerTlsFunction` with ARTIFACTS_DIR
 # set, which calls this script. Needs python3 with pip and access to the package index.
 set -euo pipefail
@@ -119,6 +122,16 @@ elif [ "${CI:-}" = "true" ]; then
 else
   bytecode="NO bytecode: no Python $python_version here, so Lambda compiles every module at each cold start"
   echo "warning: $bytecode (set ARTIFACT_COMPILER or install Python $python_version)" >&2
+fi
+
+# --- the native code is for the target, or nothing is deployed -----------------------------
+# Every ELF file's machine, every extension module's ABI tag and every wheel's tags, read from
+# what is in the directory (a file left by an earlier build for another architecture counts):
+# a mismatch would only show as Runtime.ImportModuleError on the first invoke.
+if ! (cd "$root" && "$python" -m devkit.artifact_check "$dest" \
+  --architecture "$architecture" --python "$python_version"); then
+  echo "artifact: refused, not for python$python_version on $architecture (from $source)" >&2
+  exit 1
 fi
 
 bytes=$(du -sb "$dest" | cut -f1)
