@@ -51,7 +51,7 @@ def test_the_arm64_artifact_goes_through_a_lifecycle_under_emulation(
     failed = [f"{step.name}: {step.verdict}" for step in report.steps if not step.passed]
     assert not failed, "\n".join(lines(report))
     imported, create, update, getter, delete = report.steps
-    assert "from the artifact on aarch64 Python 3.13." in imported.verdict
+    assert "handler.app from the artifact on aarch64 Python 3.13." in imported.verdict
     assert create.verdict.startswith("Action created")
     assert update.verdict.startswith("Action reused, same CA, 0 of ")
     assert getter.verdict.startswith("NoEcho")
