@@ -23,6 +23,7 @@ says nothing about Graviton's speed, which emulation cannot measure at all.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import queue
@@ -185,7 +186,7 @@ class _Ssm:
         return str(parameter["Value"])
 
 
-def _judge(name: str, response: dict[str, Any], ssm: _Ssm, state: dict[str, Any]) -> str | None:
+def judge(name: str, response: dict[str, Any], ssm: _Ssm, state: dict[str, Any]) -> str | None:
     """Why the response and SSM's state after step ``name`` are wrong, or None."""
     data = response.get("Data") or {}
     if response.get("Status") != "SUCCESS":
@@ -201,10 +202,11 @@ def _judge(name: str, response: dict[str, Any], ssm: _Ssm, state: dict[str, Any]
             return f"{len(missing)} of the bundle's parameters missing from SSM"
         state["line"] = f"Action created, CA {str(state['ca'])[:16]}…, {len(versions)} parameters"
     elif name == "update":
-        changed = sorted(n for n in versions if versions[n] != state["versions"].get(n))
-        changed += sorted(n for n in state["versions"] if n not in versions)
-        if data.get("Action") != "reused" or data.get("CAFingerprint") != state["ca"]:
-            same = data.get("CAFingerprint") == state["ca"]
+        before: dict[str, int] = state.get("versions", {})
+        changed = sorted(n for n in versions if versions[n] != before.get(n))
+        changed += sorted(n for n in before if n not in versions)
+        if data.get("Action") != "reused" or data.get("CAFingerprint") != state.get("ca"):
+            same = data.get("CAFingerprint") == state.get("ca")
             return f"Action {data.get('Action')}, {'same' if same else 'another'} CA"
         if changed:
             return f"Action reused but {len(changed)} parameters written: {changed[:3]}"
@@ -223,9 +225,17 @@ def _judge(name: str, response: dict[str, Any], ssm: _Ssm, state: dict[str, Any]
         if versions:
             return f"{len(versions)} of the bundle's parameters left in SSM"
         state["line"] = "0 of the bundle's parameters left in SSM"
-    if any("PRIVATE KEY" in str(value) for value in data.values()) and name != "getter":
+    if name != "getter" and any(b"PRIVATE KEY" in _decoded(str(v)) for v in data.values()):
         return "a private key in the generator's response"
     return None
+
+
+def _decoded(value: str) -> bytes:
+    """A value as stored or answered: base64 of PEM, or PEM itself."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return value.encode()
 
 
 class _Driver:
@@ -363,7 +373,7 @@ def run(
                 elif len(responses) != 1:
                     step.verdict = f"{len(responses)} responses received, expected 1"
                 else:
-                    problem = _judge(name, responses[0], ssm, state)
+                    problem = judge(name, responses[0], ssm, state)
                     step.passed = problem is None
                     step.verdict = problem or str(state.pop("line", "ok"))
 
