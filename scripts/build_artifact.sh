@@ -7,7 +7,7 @@
 #   scripts/build_artifact.sh DIR        (or ARTIFACTS_DIR=DIR scripts/build_artifact.sh)
 #
 # The architecture (arm64 or x86_64) comes from, in order:
-#   1. ARTIFACT_ARCHITECTURE, when set;
+#   1. ARTIFACT_ARCHITECTURE, when set (refused when build.toml says otherwise);
 #   2. `sam build`'s build.toml beside the build directory, which holds the function's
 #      Architectures as resolved from --parameter-overrides (SAM passes a makefile build nothing
 #      but ARTIFACTS_DIR, so this is the only place that says what the function will run on);
@@ -40,11 +40,8 @@ mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
 # --- which architecture -------------------------------------------------------------------
-architecture=${ARTIFACT_ARCHITECTURE:-}
-source="ARTIFACT_ARCHITECTURE"
-if [ -z "$architecture" ]; then
-  # .aws-sam/build/<LogicalId> → .aws-sam/build.toml, the entry that lists <LogicalId>.
-  architecture=$("$python" - "$(dirname "$(dirname "$dest")")/build.toml" "$(basename "$dest")" <<'PY'
+# .aws-sam/build/<LogicalId> → .aws-sam/build.toml, the entry that lists <LogicalId>.
+sam_architecture=$("$python" - "$(dirname "$(dirname "$dest")")/build.toml" "$(basename "$dest")" <<'PY'
 import sys
 import tomllib
 
@@ -60,6 +57,17 @@ for definition in definitions.values():
         break
 PY
 )
+architecture=${ARTIFACT_ARCHITECTURE:-}
+source="ARTIFACT_ARCHITECTURE"
+if [ -n "$architecture" ] && [ -n "$sam_architecture" ] && [ "$architecture" != "$sam_architecture" ]; then
+  # The artifact would pass its own check and still be wrong for the function it ships in.
+  echo "ARTIFACT_ARCHITECTURE=$architecture, but sam build resolved the function's Architecture" \
+    "to $sam_architecture: an artifact for $architecture would fail on its first invoke. Unset" \
+    "ARTIFACT_ARCHITECTURE or build with --parameter-overrides Architecture=$architecture." >&2
+  exit 2
+fi
+if [ -z "$architecture" ] && [ -n "$sam_architecture" ]; then
+  architecture=$sam_architecture
   source="sam build's build.toml"
 fi
 if [ -z "$architecture" ]; then

@@ -165,6 +165,34 @@ def test_sam_builds_resolved_architecture_picks_the_wheels(tmp_path: Path) -> No
     assert list(destination.glob("_cffi_backend.cpython-313-x86_64-linux-gnu.so"))
 
 
+def test_an_architecture_other_than_the_functions_is_refused(tmp_path: Path) -> None:
+    """ARTIFACT_ARCHITECTURE against sam build's resolved Architecture: the artifact would pass
+    its own check (it is what was asked for) and still fail in the function it ships in."""
+    (tmp_path / ".aws-sam" / "build").mkdir(parents=True)
+    (tmp_path / ".aws-sam" / "build.toml").write_text(
+        '[function_build_definitions.ours]\narchitecture = "arm64"\n'
+        'functions = ["DockerTlsFunction"]\n',
+        encoding="utf-8",
+    )
+    destination = tmp_path / ".aws-sam" / "build" / "DockerTlsFunction"
+    result = subprocess.run(
+        [str(SCRIPT), str(destination)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHON": sys.executable, "ARTIFACT_ARCHITECTURE": "x86_64"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert (
+        "ARTIFACT_ARCHITECTURE=x86_64, but sam build resolved the function's Architecture to "
+        "arm64" in result.stderr
+    )
+    assert not (destination / "handler").exists()
+    assert not (destination / "cryptography").exists()
+
+
 def test_an_architecture_that_lambda_lacks_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(SCRIPT), str(tmp_path / "out")],
