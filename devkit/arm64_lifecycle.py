@@ -419,7 +419,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         artifact = args.artifact
         if artifact is None:
-            artifact = WORK / "DockerTlsFunction"
+            # Not under .aws-sam/build: the build script would read that directory's
+            # build.toml (a sam build for x86_64, say) and refuse to build arm64 there.
+            artifact = WORK / "build" / "DockerTlsFunction"
             started = time.monotonic()
             build_artifact(artifact, note=note)
             note(f"built and checked in {time.monotonic() - started:.0f} s")
