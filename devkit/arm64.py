@@ -39,7 +39,10 @@ QEMU = "qemu-aarch64-static"
 PACKAGES = ("python3.13", "ca-certificates")
 STAMP = ".docker-tls-rootfs.json"
 #: What makes the tree; a change rebuilds the cache instead of reusing a stale one.
-RECIPE = f"debootstrap --foreign minbase arm64 {DEBIAN_SUITE} +{','.join(PACKAGES)}; dpkg -x"
+RECIPE = (
+    f"debootstrap --foreign minbase arm64 {DEBIAN_SUITE} +{','.join(PACKAGES)}; dpkg -x; "
+    "compileall stdlib"
+)
 #: The runtime's boto3 for the emulated interpreter (pure Python: any platform tag works).
 BOTO3_RECIPE = "pip boto3 --only-binary --python-version 3.13 manylinux2014_aarch64; compileall"
 
@@ -62,8 +65,9 @@ class Rootfs:
         return self.path / "usr" / "bin" / f"python{PYTHON_VERSION}"
 
     def command(self, *arguments: str) -> list[str]:
-        """The command line that runs the arm64 Python with ``arguments``."""
-        return [QEMU, "-L", str(self.path), str(self.interpreter), *arguments]
+        """The command line that runs the arm64 Python with ``arguments``, writing no bytecode:
+        the tree is shared by every run on the machine and stays as it was built."""
+        return [QEMU, "-L", str(self.path), str(self.interpreter), "-B", *arguments]
 
 
 def cache_dir() -> Path:
@@ -180,6 +184,28 @@ def _build_rootfs(work: Path, note: Callable[[str], None]) -> dict[str, str]:
         archive.unlink()
     for unneeded in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"):
         shutil.rmtree(work / unneeded, ignore_errors=True)
+    # Debian compiles the standard library in its postinst, which dpkg -x does not run; a host
+    # 3.13 does it (bytecode is the same for every 3.13.x), so the emulated interpreter neither
+    # compiles it at each start nor writes into the cached tree (it runs with -B).
+    compiler = _find_python()
+    if compiler:
+        stdlib = work / "usr" / "lib" / f"python{PYTHON_VERSION}"
+        _run(
+            "compileall",
+            [
+                compiler,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "-s",
+                str(work),
+                "-p",
+                "/",
+                str(stdlib),
+            ],
+        )
     note("arm64 rootfs: starting its python under qemu")
     return {"python": python_version(work), "suite": DEBIAN_SUITE}
 

@@ -3,7 +3,7 @@ artifact's ``handler.app.lambda_handler``, entered as the Lambda runtime enters 
 CloudFormation event the host sends, all in one interpreter (imports alone take about a minute
 under emulation, so one process serves every step, as one warm Lambda container would).
 
-    python3.13 -I -S arm64_driver.py ARTIFACT RUNTIME DEVKIT_ROOT
+    python3.13 -B -I -S arm64_driver.py ARTIFACT RUNTIME DEVKIT_ROOT
 
 ``sys.path`` is what Lambda's is: the artifact (``/var/task``) first, then the runtime's boto3
 (``/var/runtime``); nothing else until ``handler.app`` is imported, so every module it needs
