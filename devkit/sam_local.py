@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from devkit.artifact_check import Target, check
 from devkit.docker_engine import EngineError, docker_engine
 from devkit.progress import ticking
 from devkit.receiver import Receiver, response_receiver
@@ -50,7 +51,6 @@ EVENTS = ROOT / "events"
 WORK = ROOT / ".aws-sam" / "sam-local"
 AWS_REGISTRY = "public.ecr.aws"
 STEPS = ("create", "update", "getter", "delete")
-_EM_MACHINE = {"arm64": 183, "x86_64": 62}
 
 
 class LocalRunError(RuntimeError):
@@ -176,13 +176,14 @@ class LocalLambda:
 
 
 def _check_artifact(artifact: Path, architecture: str) -> None:
-    """Fail early and clearly on an artifact the container could not import."""
+    """Fail early and clearly on an artifact the container could not import (the build checks
+    it too; this also covers a build directory left by something else)."""
     rust = artifact / "cryptography" / "hazmat" / "bindings" / "_rust.abi3.so"
     if not rust.is_file():
         raise LocalRunError(f"sam build left no cryptography in {artifact}")
-    machine = int.from_bytes(rust.read_bytes()[18:20], "little")
-    if machine != _EM_MACHINE[architecture]:
-        raise LocalRunError(f"the artifact's wheels are not for {architecture} (ELF {machine})")
+    verdict = check(artifact, Target(architecture, "3.13"))
+    if not verdict.ok:
+        raise LocalRunError(f"the artifact is refused: {verdict.summary()}")
 
 
 @contextmanager

@@ -7,7 +7,7 @@
 #   scripts/build_artifact.sh DIR        (or ARTIFACTS_DIR=DIR scripts/build_artifact.sh)
 #
 # The architecture (arm64 or x86_64) comes from, in order:
-#   1. ARTIFACT_ARCHITECTURE, when set;
+#   1. ARTIFACT_ARCHITECTURE, when set (refused when build.toml says otherwise);
 #   2. `sam build`'s build.toml beside the build directory, which holds the function's
 #      Architectures as resolved from --parameter-overrides (SAM passes a makefile build nothing
 #      but ARTIFACTS_DIR, so this is the only place that says what the function will run on);
@@ -20,6 +20,9 @@
 # in unchecked-hash mode, so the artifact's file times do not matter. Without such an
 # interpreter (ARTIFACT_COMPILER, else scripts/find_python.sh) the artifact is built without
 # bytecode and says so; with CI=true that is an error.
+#
+# Last, devkit/artifact_check.py reads every native file and wheel tag in DIR and fails the
+# build when one is not for that architecture and Python.
 #
 # `sam build` (BuildMethod: makefile) runs `make build-DockerTlsFunction` with ARTIFACTS_DIR
 # set, which calls this script. Needs python3 with pip and access to the package index.
@@ -37,11 +40,8 @@ mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 
 # --- which architecture -------------------------------------------------------------------
-architecture=${ARTIFACT_ARCHITECTURE:-}
-source="ARTIFACT_ARCHITECTURE"
-if [ -z "$architecture" ]; then
-  # .aws-sam/build/<LogicalId> → .aws-sam/build.toml, the entry that lists <LogicalId>.
-  architecture=$("$python" - "$(dirname "$(dirname "$dest")")/build.toml" "$(basename "$dest")" <<'PY'
+# .aws-sam/build/<LogicalId> → .aws-sam/build.toml, the entry that lists <LogicalId>.
+sam_architecture=$("$python" - "$(dirname "$(dirname "$dest")")/build.toml" "$(basename "$dest")" <<'PY'
 import sys
 import tomllib
 
@@ -57,6 +57,17 @@ for definition in definitions.values():
         break
 PY
 )
+architecture=${ARTIFACT_ARCHITECTURE:-}
+source="ARTIFACT_ARCHITECTURE"
+if [ -n "$architecture" ] && [ -n "$sam_architecture" ] && [ "$architecture" != "$sam_architecture" ]; then
+  # The artifact would pass its own check and still be wrong for the function it ships in.
+  echo "ARTIFACT_ARCHITECTURE=$architecture, but sam build resolved the function's Architecture" \
+    "to $sam_architecture: an artifact for $architecture would fail on its first invoke. Unset" \
+    "ARTIFACT_ARCHITECTURE or build with --parameter-overrides Architecture=$architecture." >&2
+  exit 2
+fi
+if [ -z "$architecture" ] && [ -n "$sam_architecture" ]; then
+  architecture=$sam_architecture
   source="sam build's build.toml"
 fi
 if [ -z "$architecture" ]; then
@@ -119,6 +130,16 @@ elif [ "${CI:-}" = "true" ]; then
 else
   bytecode="NO bytecode: no Python $python_version here, so Lambda compiles every module at each cold start"
   echo "warning: $bytecode (set ARTIFACT_COMPILER or install Python $python_version)" >&2
+fi
+
+# --- the native code is for the target, or nothing is deployed -----------------------------
+# Every ELF file's machine, every extension module's ABI tag and every wheel's tags, read from
+# what is in the directory (a file left by an earlier build for another architecture counts):
+# a mismatch would only show as Runtime.ImportModuleError on the first invoke.
+if ! (cd "$root" && "$python" -m devkit.artifact_check "$dest" \
+  --architecture "$architecture" --python "$python_version"); then
+  echo "artifact: refused, not for python$python_version on $architecture (from $source)" >&2
+  exit 1
 fi
 
 bytes=$(du -sb "$dest" | cut -f1)
