@@ -282,9 +282,8 @@ def _probe(endpoint: str, note: TextIO) -> None:
 
 
 def explain(response: Mapping[str, Any]) -> str | None:
-    """A note for a FAILED response whose Reason is an SSM endpoint that never answered: the
-    handler's Reason then still advises checking the role's permissions, which does not
-    apply to a connection that was refused or timed out."""
+    """A note for a FAILED response whose Reason is an SSM endpoint that never answered: which
+    endpoint that was, and what to run to have a local one (the handler cannot know)."""
     reason = str(response.get("Reason") or "")
     if response.get("Status") != "FAILED":
         return None

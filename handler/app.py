@@ -51,7 +51,19 @@ def generator_data(outcome: Outcome) -> dict[str, str]:
     }
 
 
+#: botocore's names for an SSM endpoint that could not be reached or never answered.
+_UNREACHABLE = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+)
+
+
 def _store_failure(error: StoreError) -> RequestFailed:
+    if error.code in _UNREACHABLE:
+        # Permissions are not the problem when nothing answered: say what is.
+        return RequestFailed(
+            f"{error}. The SSM endpoint did not answer (network, VPC endpoint or "
+            "AWS_ENDPOINT_URL_SSM). Nothing was regenerated or lost: retry."
+        )
     return RequestFailed(
         f"{error}. Nothing was regenerated or lost: check the function role's SSM and KMS "
         "permissions (or wait out throttling) and retry."

@@ -332,3 +332,20 @@ def test_the_response_guard_keeps_bodies_under_4096_bytes() -> None:
         {"RequestId": "r"}, status="SUCCESS", physical_resource_id="p", data={"Value": "x" * 3000}
     )
     assert fits["Status"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("code", ["EndpointConnectionError", "ReadTimeoutError"])
+def test_an_endpoint_that_never_answers_is_not_blamed_on_permissions(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    from handler.store import StoreError
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("GetParameters", code, "Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(app, "ensure", unreachable)
+    response = invoke("Create", BASE)
+    assert response["Status"] == "FAILED"
+    assert response["Reason"].startswith(f"SSM GetParameters failed ({code})")
+    assert "did not answer" in response["Reason"]
+    assert "permissions" not in response["Reason"]

@@ -277,13 +277,13 @@ def test_invoke_meets_a_closed_pipe_quietly(event: str) -> None:
     _calm(err)
 
 
-def test_invoke_explains_a_reason_that_blames_permissions_for_no_answer() -> None:
+def test_invoke_explains_a_reason_of_an_endpoint_that_never_answered() -> None:
     from devkit.invoke import explain
 
     reason = (
         "SSM GetParameters failed (EndpointConnectionError): Could not connect to the endpoint "
-        "URL. Nothing was regenerated or lost: check the function role's SSM and KMS "
-        "permissions (or wait out throttling) and retry."
+        "URL. The SSM endpoint did not answer (network, VPC endpoint or AWS_ENDPOINT_URL_SSM). "
+        "Nothing was regenerated or lost: retry."
     )
     said = explain({"Status": "FAILED", "Reason": reason})
     assert said is not None and "refuses connections" in said
