@@ -39,6 +39,7 @@ from handler.certificates import (
     same_key,
     subject_alt_names,
 )
+from handler.ownership import Resource
 from handler.store import ParameterStore
 
 if TYPE_CHECKING:
@@ -183,9 +184,19 @@ def inspect_report(
         "health_judged_against": dict(against),
         "action_if_updated_now": health.action.value,
         "version_track_present": health.remove_version_track,
+        "owner": _owner(stored),
         "items": items,
         "rotation": _rotation_facts(stored, described),
     }
+
+
+def _owner(stored: Stored) -> str:
+    """Whose Delete removes the bundle (handler.ownership), as an operator knows it."""
+    recorded = stored.parameters.get(stored.names.owner)
+    if recorded is None:
+        return "none recorded (its own stack's next Update adopts it; no Delete removes it)"
+    owner = Resource.from_stored(recorded.value)
+    return owner.describe() if owner is not None else "unreadable owner record"
 
 
 def _rotation_facts(
@@ -236,6 +247,7 @@ def _render_inspect(report: Mapping[str, Any], note: str, out: TextIO) -> None:
     print(f"Rack {report['rack']!r} (prefix {report['prefix']}){region}", file=out)
     against = ", ".join(f"{k}={v}" for k, v in report["health_judged_against"].items())
     print(f"health judged against {against}", file=out)
+    print(f"owner (the one resource whose Delete removes it): {report['owner']}", file=out)
     for item in report["items"]:
         print(f"\n{item['item']}: {item['health']}", file=out)
         for parameter in item["parameters"]:

@@ -34,7 +34,7 @@ from handler.certificates import (
 from handler.ensure import ensure
 from handler.properties import parse_generator
 from handler.store import ParameterStore
-from tests.conftest import NOW, RecordingClient, client_error, props, ssm_versions
+from tests.conftest import NOW, OWNER, RecordingClient, client_error, props, ssm_versions
 from tests.peers import DOCKER_CLI, docker_cli_available
 
 RACK = "cli-rack"
@@ -52,7 +52,7 @@ def run(client: Any, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def seeded(store: ParameterStore, ssm: Any) -> dict[str, str]:
     """A healthy ECDSA-P256 bundle for RACK, as the Lambda created it; returns its values."""
-    ensure(store, props(RACK), rotate=False, now=NOW)
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=OWNER)
     found = ssm.get_parameters(Names=list(NAMES.material), WithDecryption=True)["Parameters"]
     return {p["Name"]: p["Value"] for p in found}
 
@@ -238,6 +238,7 @@ def test_inspect_shows_each_parameter_and_health(
     assert report["rack"] == RACK
     assert report["health_judged_against"]["KeyAlgorithm"] == "ECDSA-P256 (stored)"
     assert report["action_if_updated_now"] == "reused"
+    assert report["owner"] == "DockerTLS in stack docker-tls-demo"
     items = {i["item"]: i for i in report["items"]}
     assert all(i["healthy"] and i["health"] == "healthy" for i in items.values())
     server_cert, server_key = items["server"]["parameters"]
