@@ -220,7 +220,10 @@ def serve(port: int, directory: Path) -> None:
     """Run moto's server until SIGTERM/SIGINT, restoring and then keeping ``parameters.json``."""
     from moto.server import ThreadedMotoServer
 
+    from devkit import ssm_rules
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    ssm_rules.install()  # SSM's rules that moto lacks, in this server process too
     saved_path = directory / "parameters.json"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

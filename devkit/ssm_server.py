@@ -1,4 +1,5 @@
-"""An SSM endpoint on 127.0.0.1 (moto's server in a thread), reached over real HTTP."""
+"""An SSM endpoint on 127.0.0.1 (moto's server in a thread), reached over real HTTP, under
+SSM's rules that moto lacks (:mod:`devkit.ssm_rules`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 
 from moto.server import ThreadedMotoServer
 
+from devkit import ssm_rules
 from devkit.loopback import free_port
 
 DEFAULT_REGION = "us-east-1"
@@ -42,6 +44,7 @@ def local_ssm() -> Iterator[LocalSsm]:
     """Start the endpoint and point boto3 at it (``AWS_ENDPOINT_URL_SSM``, fake credentials);
     the previous environment is restored on exit."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    ssm_rules.install()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

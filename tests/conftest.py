@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devkit import ssm_rules
 from devkit.events import LambdaContext, event
 from handler import app
 from handler.properties import GeneratorProperties
@@ -48,9 +49,12 @@ def lasting_endpoint(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
         local_endpoint.stop(directory)
 
 
+ssm_rules.install()  # every moto in this process (mock_aws, moto's server) follows SSM's rules
+
+
 @pytest.fixture
 def ssm() -> Iterator[Any]:
-    """An in-process moto SSM client."""
+    """An in-process moto SSM client, under SSM's rules (devkit.ssm_rules)."""
     with mock_aws():
         yield boto3.client("ssm", region_name="us-east-1")
 
