@@ -65,10 +65,9 @@ RULES_DIR_ENV = "SSM_STAND_IN_RULES"
 SEEDING = "seeding"
 _READ_ONLY = "read-only "
 _MARK = "_docker_tls_ssm_rules"
-_ROOT = Path(__file__).resolve().parent.parent
 #: The code under test: what docker-tls ships (the Lambda's handler and the CLI).
-_PROJECT_CODE = tuple(str(_ROOT / package) + os.sep for package in ("handler", "docker_tls_cli"))
-_BOTOCORE = os.sep + "botocore" + os.sep
+#: (by module name, wherever the package was imported from: a mutation run's copy included).
+_PROJECT_PACKAGES = ("handler", "docker_tls_cli")
 
 
 class HierarchyTypeMismatch(SSMException):
@@ -205,9 +204,9 @@ def _by_project() -> bool:
     frame = sys._getframe(2)
     in_process = project = False
     while frame is not None:
-        filename = frame.f_code.co_filename
-        in_process = in_process or _BOTOCORE in filename
-        project = project or filename.startswith(_PROJECT_CODE)
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        in_process = in_process or package == "botocore"
+        project = project or package in _PROJECT_PACKAGES
         frame = frame.f_back  # type: ignore[assignment]
     return project or not in_process
 
