@@ -115,18 +115,23 @@ def test_devkit_server_refuses_a_type_change_over_http() -> None:
             _assert_type_rule(client)
 
 
+def _endpoint_client(endpoint: local_endpoint.Endpoint) -> Any:
+    environment = endpoint.environment()
+    return boto3.client(
+        "ssm",
+        endpoint_url=endpoint.url,
+        region_name=environment["AWS_REGION"],
+        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 @pytest.mark.slow
 def test_lasting_endpoint_process_refuses_a_type_change(lasting_endpoint: Path) -> None:
     """The lasting endpoint's server is another process: it installs the rule itself."""
     endpoint, started = local_endpoint.start()
     assert started
-    client = boto3.client(
-        "ssm",
-        endpoint_url=endpoint.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = _endpoint_client(endpoint)
     with ssm_rules.seeding():
         _assert_type_rule(client)
 
@@ -471,3 +476,21 @@ def test_the_suite_fails_a_test_whose_code_breaks_an_invariant(tmp_path: Path) -
     assert "72616b-docker-tls-ca-key: a private key written as String" in output
     assert "ERROR at teardown of test_plan_that_writes" in output
     assert "72616b-docker-tls-cert: written during plan, which writes nothing" in output
+
+
+@pytest.mark.slow
+def test_the_lasting_endpoint_process_holds_a_read_only_scope_and_records_for_the_test(
+    lasting_endpoint: Path, authority: CertificateAuthority
+) -> None:
+    """The endpoint runs in a process of its own: it reads the scope from the rules directory
+    it inherited at each request and records there what it refused, for this test's teardown."""
+    endpoint, _ = local_endpoint.start()
+    client = _endpoint_client(endpoint)
+    name = KEY_NAMES[0]
+    with ssm_rules.read_only("export"), pytest.raises(ClientError) as raised:
+        client.put_parameter(Name=name, Value=_key(authority), Type="SecureString")
+    assert raised.value.response["Error"]["Code"] == ssm_rules.VIOLATION
+    assert ssm_rules.take_violations() == [f"{name}: written during export, which writes nothing"]
+    # out of the scope the same write is what docker-tls writes: allowed
+    client.put_parameter(Name=name, Value=_key(authority), Type="SecureString")
+    assert ssm_rules.take_violations() == []
