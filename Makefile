@@ -82,7 +82,9 @@ bench-runtime: $(STAMP) $(SAM_STAMP)
 	$(BIN)/python bench/runtime.py $(ARGS)
 
 ## Mutation testing of handler/'s core against the fast tests (not in CI: about 15 minutes
-## here); rewrites docs/MUTATION.md and fails on a survivor that is not known to be equivalent.
+## a seed here); draws a fresh seed unless ARGS names some (--seed 7,8,9; --seeds 3 draws three)
+## and prints them; rewrites docs/MUTATION.md after a run over every module, and fails on a
+## survivor that is not known to be equivalent.
 mutation: $(STAMP)
 	$(BIN)/python scripts/mutation.py $(ARGS)
 

@@ -257,7 +257,8 @@ def serve(port: int, directory: Path) -> None:
     saved: dict[str, dict[str, Any]] = {}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        restore(client, saved)
+        with ssm_rules.unchecked_here():  # its own saved state, whatever wrote it
+            restore(client, saved)
     # moto loads its SSM backend on the first SSM call (seconds on a busy machine): pay that
     # here, before anyone is told the endpoint is up, not in a client's short read timeout.
     client.get_parameters(Names=["docker-tls-warm-up"])

@@ -12,9 +12,21 @@ and the run fails.
 
 How mutants are chosen: every mutation point of every module is enumerated from its syntax tree
 (docstrings, log calls and type annotations are left alone: their text is not behaviour), then
-``--per-module`` of them are sampled with a fixed seed, so a run is repeatable and a rerun after
-a code change samples the same way. Workers (``--workers``, default: the CPU count) each run in
-a copy of the tree, so mutants never touch the working tree.
+``--per-module`` of them are sampled per seed. A run draws a fresh seed unless told which
+(``--seed 7`` or ``--seed 7,8,9``; ``--seeds 3`` draws three fresh ones), and prints every seed
+it uses, so any run can be repeated. A fresh draw never picks a seed listed as ``tuning_seeds`` in
+scripts/mutation_equivalents.toml (those the tests were written against): a score on them could
+be fitted to their sample. A mutant drawn by several seeds runs once. The report gives the kill
+rate per module for each seed and over all of them (distinct mutants).
+
+An equivalent is matched by module, the mutated line's code and the mutation, and, where the
+same code occurs in several functions or classes, by ``scope`` (the enclosing ``Class.method``),
+so whether a survivor counts as equivalent never depends on which look-alike a seed drew. Every
+entry is checked against every mutation point, sampled or not: one that matches none (stale) or
+several scopes without naming one (ambiguous) fails the run.
+
+Workers (``--workers``, default: the CPU count) each run in a copy of the tree, so mutants never
+touch the working tree. docs/MUTATION.md is rewritten only by a run over every module.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +53,24 @@ EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.toml"
 
 #: module -> the fast tests that concern it (a failing one kills the mutant).
 MODULES: dict[str, list[str]] = {
-    "bundle": ["tests/test_ensure.py", "tests/test_rotation.py", "tests/test_app.py"],
+    "bundle": [
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_app.py",
+        "tests/test_certificate_profile.py",
+    ],
     "ensure": ["tests/test_ensure.py", "tests/test_rotation.py", "tests/test_app.py"],
-    "rotation": ["tests/test_rotation.py", "tests/test_cli.py"],
+    "rotation": [
+        "tests/test_rotation.py",
+        "tests/test_cli.py",
+        "tests/test_certificate_profile.py",
+    ],
     "properties": ["tests/test_properties.py", "tests/test_app.py"],
     "store": ["tests/test_store.py", "tests/test_ensure.py", "tests/test_app.py"],
     "cfn": ["tests/test_cfn.py", "tests/test_app.py", "tests/test_e2e.py"],
     "certificates": [
         "tests/test_certificates.py",
+        "tests/test_certificate_profile.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
     ],
@@ -80,11 +103,109 @@ class Mutant:
     line: int
     code: str  # the line's source, stripped: what identifies the mutant across edits
     description: str  # what changed, e.g. "Eq -> NotEq" or "return value -> None"
+    scope: str = ""  # the enclosing Class.function, "" at module level
 
     @property
     def key(self) -> str:
         """Stable across runs while the line's code and the mutation stay the same."""
         return f"{self.module}|{self.code}|{self.description}"
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """An entry of scripts/mutation_equivalents.toml."""
+
+    module: str
+    code: str
+    mutation: str
+    reason: str
+    scope: str | None = None  # required when the code occurs in several scopes
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}|{self.code}|{self.mutation}"
+
+    def matches(self, mutant: Mutant) -> bool:
+        return self.key == mutant.key and self.scope in (None, mutant.scope)
+
+
+def load_equivalents(text: str) -> tuple[list[Equivalent], set[int]]:
+    """The entries and the tuning seeds of an equivalents file."""
+    data = tomllib.loads(text)
+    entries = [
+        Equivalent(e["module"], e["code"], e["mutation"], e["reason"], e.get("scope"))
+        for e in data.get("equivalent", [])
+    ]
+    return entries, {int(seed) for seed in data.get("tuning_seeds", [])}
+
+
+def equivalent_problems(
+    entries: Iterable[Equivalent], every_point: dict[str, list[Mutant]]
+) -> list[str]:
+    """Entries that match no mutation point (stale), several scopes without naming one
+    (ambiguous), or carry no reason; judged on every point, so no seed can hide them."""
+    problems = []
+    for entry in entries:
+        if entry.module not in every_point:
+            continue
+        scopes = sorted({m.scope for m in every_point[entry.module] if entry.matches(m)})
+        where = f"{entry.module}: {entry.code!r} {entry.mutation}"
+        if not entry.reason.strip():
+            problems.append(f"no reason: {where}")
+        if not scopes:
+            problems.append(f"stale (no such mutation point): {where}")
+        elif len(scopes) > 1 and entry.scope is None:
+            problems.append(f"ambiguous, add scope = one of {scopes}: {where}")
+    return problems
+
+
+def reason_for(mutant: Mutant, entries: Sequence[Equivalent]) -> str | None:
+    scoped = [e for e in entries if e.scope is not None and e.matches(mutant)]
+    found = scoped or [e for e in entries if e.matches(mutant)]
+    return found[0].reason if found else None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``7`` or ``7,8,9``."""
+    seeds = [int(part) for part in text.split(",") if part.strip()]
+    if not seeds:
+        raise ValueError("no seed given")
+    return seeds
+
+
+def fresh_seeds(count: int, avoid: set[int], draw: random.Random | None = None) -> list[int]:
+    """``count`` distinct seeds from the system's entropy, none of ``avoid``."""
+    draw = draw or random.SystemRandom()
+    seeds: list[int] = []
+    while len(seeds) < count:
+        seed = draw.randrange(1, 2**31)
+        if seed not in avoid and seed not in seeds:
+            seeds.append(seed)
+    return seeds
+
+
+def sample(mutants: Sequence[Mutant], per_module: int, seed: int, module: str) -> list[Mutant]:
+    """The mutants one seed draws from one module: the same for the same seed, module and
+    code, whatever else the run does (each module has its own generator)."""
+    rng = random.Random(f"{seed}:{module}")  # noqa: S311 (a repeatable sample, not a secret)
+    ordered = sorted(mutants, key=lambda m: m.index)
+    return sorted(rng.sample(ordered, min(per_module, len(ordered))), key=lambda m: m.index)
+
+
+def _scopes(tree: ast.Module) -> dict[int, str]:
+    """id(node) -> the qualified name of the function or class around it."""
+    scopes: dict[int, str] = {}
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = scope
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                inner = f"{scope}.{child.name}" if scope else child.name
+            scopes[id(child)] = inner
+            visit(child, inner)
+
+    visit(tree, "")
+    return scopes
 
 
 def _skipped_nodes(tree: ast.Module) -> set[int]:
@@ -202,6 +323,7 @@ class _Mutator(ast.NodeTransformer):
 def mutants_of(module: str) -> tuple[list[Mutant], str]:
     source = (ROOT / "handler" / f"{module}.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
+    scopes = _scopes(tree)
     lines = source.splitlines()
     found = []
     seen: dict[tuple[int, str], int] = {}
@@ -210,7 +332,8 @@ def mutants_of(module: str) -> tuple[list[Mutant], str]:
         # Two mutants alike on one line (two '<' in a chain) are told apart by their order.
         count = seen[line, description] = seen.get((line, description), 0) + 1
         shown = description if count == 1 else f"{description} (#{count} on the line)"
-        found.append(Mutant(module, index, line, lines[line - 1].strip(), shown))
+        code = lines[line - 1].strip()
+        found.append(Mutant(module, index, line, code, shown, scopes.get(id(node), "")))
     return found, source
 
 
@@ -256,45 +379,89 @@ def _run(workdir: Path, mutant: Mutant, source: str) -> tuple[Mutant, str, float
     return mutant, verdict, time.monotonic() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--per-module", type=int, default=20, help="mutants sampled per module")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--seed", type=int, default=2026)
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--seed", type=parse_seeds, help="seed(s) to use: 7 or 7,8,9")
+    chosen.add_argument("--seeds", type=int, default=1, help="how many fresh seeds to draw")
     parser.add_argument("--modules", nargs="*", default=list(MODULES))
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args()
-    equivalents = (
-        tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8")) if EQUIVALENTS.exists() else {}
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _arguments(argv)
+    entries, tuning = (
+        load_equivalents(EQUIVALENTS.read_text(encoding="utf-8"))
+        if EQUIVALENTS.exists()
+        else ([], set())
     )
-    reasons: dict[str, str] = {
-        f"{entry['module']}|{entry['code']}|{entry['mutation']}": entry["reason"]
-        for entry in equivalents.get("equivalent", [])
-    }
-    rng = random.Random(args.seed)  # noqa: S311 (a repeatable sample, not a secret)
-    chosen: list[tuple[Mutant, str]] = []
-    totals: dict[str, int] = {}
-    for module in args.modules:
-        mutants, source = mutants_of(module)
-        totals[module] = len(mutants)
-        picked = sorted(
-            rng.sample(mutants, min(args.per_module, len(mutants))), key=lambda m: m.index
-        )
-        chosen += [(m, source) for m in picked]
+    seeds = args.seed or fresh_seeds(args.seeds, tuning)
+    fresh = [seed for seed in seeds if seed not in tuning]
     print(
-        f"mutation: {len(chosen)} mutants over {len(args.modules)} modules, {args.workers} workers",
+        f"mutation: seeds {', '.join(map(str, seeds))} "
+        f"({len(fresh)} fresh, {len(seeds) - len(fresh)} used to write the tests); "
+        f"rerun with --seed {','.join(map(str, seeds))}",
+        file=sys.stderr,
+    )
+    every_point: dict[str, list[Mutant]] = {}
+    sources: dict[str, str] = {}
+    for module in MODULES:
+        every_point[module], sources[module] = mutants_of(module)
+    problems = equivalent_problems(entries, every_point)
+    drawn: dict[int, dict[str, list[Mutant]]] = {
+        seed: {m: sample(every_point[m], args.per_module, seed, m) for m in args.modules}
+        for seed in seeds
+    }
+    distinct = sorted(
+        {m for per_seed in drawn.values() for ms in per_seed.values() for m in ms},
+        key=lambda m: (m.module, m.index),
+    )
+    print(
+        f"mutation: {len(distinct)} distinct mutants over {len(args.modules)} modules, "
+        f"{args.workers} workers",
         file=sys.stderr,
     )
     started = time.monotonic()
-    results: list[tuple[Mutant, str, float]] = []
+    verdicts = _run_all([(m, sources[m.module]) for m in distinct], args.workers)
+    elapsed = time.monotonic() - started
+    report, gaps = _report(
+        drawn, verdicts, {m: len(every_point[m]) for m in args.modules}, entries, args, elapsed,
+        seeds, tuning, problems,
+    )  # fmt: skip
+    print(report)
+    missing = [m for m in distinct if verdicts[m] == "survived" and not reason_for(m, entries)]
+    if missing:
+        print("\nSurvivors without a reason, as scripts/mutation_equivalents.toml entries:")
+        for mutant in missing:
+            print(
+                f"\n[[equivalent]]\nmodule = {mutant.module!r}\ncode = {_toml(mutant.code)}\n"
+                f"mutation = {_toml(mutant.description)}\nscope = {_toml(mutant.scope)}\n"
+                'reason = ""'
+            )
+    if args.no_write or set(args.modules) != set(MODULES):
+        print(
+            "docs/MUTATION.md left as it was (a run over every module rewrites it)", file=sys.stderr
+        )
+    else:
+        REPORT.write_text(report, encoding="utf-8")
+        print(f"wrote {REPORT.relative_to(ROOT)}", file=sys.stderr)
+    return 1 if gaps or problems else 0
+
+
+def _run_all(chosen: list[tuple[Mutant, str]], workers: int) -> dict[Mutant, str]:
+    """Each mutant's verdict, ``workers`` at a time, each worker in its own copy of the tree."""
+    verdicts: dict[Mutant, str] = {}
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         workdirs = []
-        for number in range(args.workers):
+        for number in range(workers):
             workdir = Path(tmp) / f"w{number}"
             _copy_tree(workdir)
             workdirs.append(workdir)
         pending = list(chosen)
-        with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             free = list(workdirs)
             running: dict[concurrent.futures.Future[tuple[Mutant, str, float]], Path] = {}
             while pending or running:
@@ -308,25 +475,11 @@ def main() -> int:
                 for future in done:
                     free.append(running.pop(future))
                     mutant, verdict, seconds = future.result()
-                    results.append((mutant, verdict, seconds))
+                    verdicts[mutant] = verdict
                     print(
                         f"  {mutant.key}: {verdict} ({seconds:.0f} s)", file=sys.stderr, flush=True
                     )
-    elapsed = time.monotonic() - started
-    report, gaps = _report(results, totals, reasons, args, elapsed)
-    print(report)
-    missing = [m for m, verdict, _ in results if verdict == "survived" and m.key not in reasons]
-    if missing:
-        print("\nSurvivors without a reason, as scripts/mutation_equivalents.toml entries:")
-        for mutant in missing:
-            print(
-                f"\n[[equivalent]]\nmodule = {mutant.module!r}\ncode = {_toml(mutant.code)}\n"
-                f'mutation = {_toml(mutant.description)}\nreason = ""'
-            )
-    if not args.no_write:
-        REPORT.write_text(report, encoding="utf-8")
-        print(f"wrote {REPORT.relative_to(ROOT)}", file=sys.stderr)
-    return 1 if gaps else 0
+    return verdicts
 
 
 def _toml(text: str) -> str:
@@ -335,49 +488,106 @@ def _toml(text: str) -> str:
     return json.dumps(text)  # a TOML basic string is JSON's string syntax for these
 
 
+@dataclass(frozen=True)
+class Score:
+    """One module's figures over some mutants."""
+
+    tried: int
+    killed: int
+    equivalent: int
+    gaps: int
+
+    @property
+    def rate(self) -> str:
+        relevant = self.tried - self.equivalent
+        return f"{100 * self.killed / relevant:.0f} %" if relevant else "-"
+
+
+def score(
+    mutants: Iterable[Mutant], verdicts: dict[Mutant, str], entries: Sequence[Equivalent]
+) -> Score:
+    mine = list(mutants)
+    killed = sum(1 for m in mine if verdicts[m] in ("killed", "timeout"))
+    survived = [m for m in mine if verdicts[m] == "survived"]
+    equivalent = sum(1 for m in survived if reason_for(m, entries))
+    return Score(len(mine), killed, equivalent, len(survived) - equivalent)
+
+
 def _report(
-    results: list[tuple[Mutant, str, float]],
+    drawn: dict[int, dict[str, list[Mutant]]],
+    verdicts: dict[Mutant, str],
     totals: dict[str, int],
-    reasons: dict[str, str],
+    entries: Sequence[Equivalent],
     args: argparse.Namespace,
     elapsed: float,
+    seeds: Sequence[int],
+    tuning: set[int],
+    problems: Sequence[str],
 ) -> tuple[str, int]:
+    named = ", ".join(
+        f"{seed}{' (used to write the tests)' if seed in tuning else ''}" for seed in seeds
+    )
     lines = [
         "# Mutation testing",
         "",
         f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make mutation` in "
-        f"{elapsed / 60:.1f} minutes ({args.workers} workers, seed {args.seed}, up to "
-        f"{args.per_module} mutants per module). How mutants are made and chosen: the docstring "
-        "of scripts/mutation.py. A survivor is either equivalent (the reason is given, from "
-        "scripts/mutation_equivalents.toml) or a gap in the tests (the run fails).",
+        f"{elapsed / 60:.1f} minutes ({args.workers} workers, seeds {named}; up to "
+        f"{args.per_module} mutants per module and seed). How mutants are made and chosen: the "
+        "docstring of scripts/mutation.py. A survivor is either equivalent (the reason is given, "
+        "from scripts/mutation_equivalents.toml) or a gap in the tests (the run fails).",
+        "",
+        "## Over every seed (distinct mutants)",
         "",
         "| module | mutation points | tried | killed | survived: equivalent | survived: gap "
         "| killed of non-equivalent |",
         "|---|---|---|---|---|---|---|",
     ]
-    gaps = 0
-    survivors: list[str] = []
+    overall: dict[str, list[Mutant]] = {}
+    for per_seed in drawn.values():
+        for module, mutants in per_seed.items():
+            overall.setdefault(module, [])
+            overall[module] += [m for m in mutants if m not in overall[module]]
     for module in sorted(totals):
-        mine = [(m, v) for m, v, _ in results if m.module == module]
-        killed = sum(1 for _, v in mine if v in ("killed", "timeout"))
-        equivalent = [m for m, v in mine if v == "survived" and m.key in reasons]
-        missed = [m for m, v in mine if v == "survived" and m.key not in reasons]
-        gaps += len(missed)
-        relevant = len(mine) - len(equivalent)
-        score = f"{100 * killed / relevant:.0f} %" if relevant else "-"
+        s = score(overall.get(module, []), verdicts, entries)
         lines.append(
-            f"| {module} | {totals[module]} | {len(mine)} | {killed} | {len(equivalent)} | "
-            f"{len(missed)} | {score} |"
+            f"| {module} | {totals[module]} | {s.tried} | {s.killed} | {s.equivalent} | "
+            f"{s.gaps} | {s.rate} |"
         )
-        for m in equivalent:
-            survivors.append(f"- `handler/{module}.py:{m.line}` {m.description}: {reasons[m.key]}")
-        for m in missed:
-            survivors.append(
-                f"- `handler/{module}.py:{m.line}` {m.description}: **not killed: a gap**"
+    everything = score([m for ms in overall.values() for m in ms], verdicts, entries)
+    lines.append(
+        f"| **all** | {sum(totals.values())} | {everything.tried} | {everything.killed} | "
+        f"{everything.equivalent} | {everything.gaps} | {everything.rate} |"
+    )
+    lines += [
+        "",
+        "## Per seed",
+        "",
+        "| seed | module | tried | killed | survived: equivalent | survived: gap "
+        "| killed of non-equivalent |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed in seeds:
+        for module in sorted(drawn[seed]):
+            s = score(drawn[seed][module], verdicts, entries)
+            lines.append(
+                f"| {seed} | {module} | {s.tried} | {s.killed} | {s.equivalent} | {s.gaps} "
+                f"| {s.rate} |"
             )
     lines += ["", "## Survivors", ""]
+    survivors = []
+    for module in sorted(overall):
+        for m in overall[module]:
+            if verdicts[m] != "survived":
+                continue
+            reason = reason_for(m, entries)
+            where = f"`handler/{module}.py:{m.line}` ({m.scope or 'module'}) {m.description}"
+            survivors.append(
+                f"- {where}: {reason}" if reason else f"- {where}: **not killed: a gap**"
+            )
     lines += survivors or ["None."]
-    return "\n".join(lines) + "\n", gaps
+    if problems:
+        lines += ["", "## Equivalents list problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n", everything.gaps
 
 
 if __name__ == "__main__":

@@ -38,6 +38,26 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
 
 
+@pytest.fixture(autouse=True)
+def _ssm_invariants(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every SSM write the code under test makes, in this test, keeps the bundle's invariants
+    (devkit.ssm_invariants); one that does not is refused where it is made and fails the test
+    here even if the code swallowed the error. Server processes the test starts inherit the
+    rules directory and record into it; a module fixture's writes count for the first test that
+    uses it."""
+    monkeypatch.setenv(ssm_rules.RULES_DIR_ENV, str(tmp_path_factory.mktemp("ssm-rules")))
+    yield
+    violations = ssm_rules.take_violations()
+    if violations:
+        pytest.fail(
+            "SSM invariants broken by the code under test (devkit/ssm_rules.py):\n  "
+            + "\n  ".join(violations),
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def lasting_endpoint(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The lasting local SSM endpoint (devkit.local_endpoint) with a state directory and port of
@@ -132,6 +152,14 @@ def ssm_versions(client: Any, names: list[str]) -> dict[str, int]:
 
 
 os.environ.setdefault("LOG_LEVEL", "INFO")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # moto's server warns that the stand-ins' own refusal code is not in SSM's model: on purpose.
+    config.addinivalue_line(
+        "filterwarnings",
+        f"ignore:Exception\\(InvariantViolation\\) with code {ssm_rules.VIOLATION}",
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devkit import ssm_rules
 from handler.bundle import BundleNames, Item
 from handler.certificates import certificate_pem, private_key_pem, to_stored
 
@@ -85,7 +86,8 @@ def convox_material(now: dt.datetime) -> dict[str, bytes]:
 
 
 def store_convox_rack(ssm: Any, rack: str, now: dt.datetime) -> dict[str, str]:
-    """Write the old handler's five String parameters; returns name → stored value."""
+    """Write the old handler's five String parameters; returns name → stored value. Seeding:
+    String keys and a version-track are what docker-tls itself must never write."""
     names = BundleNames.for_rack(rack)
     pems = convox_material(now)
     values = {
@@ -95,6 +97,7 @@ def store_convox_rack(ssm: Any, rack: str, now: dt.datetime) -> dict[str, str]:
         names.key(Item.CLIENT): to_stored(pems["key"]),
         names.version_track: VERSION,
     }
-    for name, value in values.items():
-        ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
+    with ssm_rules.seeding():
+        for name, value in values.items():
+            ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
     return values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 import json
@@ -18,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import docker_tls_cli as cli
+from devkit import ssm_rules
 from docker_tls_cli import plan as cli_plan
 from handler.bundle import BundleNames, Item, plan
 from handler.certificates import (
@@ -43,9 +45,21 @@ ECDSA = ["--property", "KeyAlgorithm=ECDSA-P256"]
 AT = ["--at", NOW.isoformat()]
 
 
+READ_ONLY = ("plan", "inspect", "export")
+
+
 def run(client: Any, *argv: str) -> tuple[int, str, str]:
+    """The CLI in this process. ``plan``, ``inspect`` and ``export`` write nothing: any SSM write
+    they make is refused and fails the test (devkit.ssm_rules). ``--local`` may first create the
+    local bundle, as the Lambda would; the test holds those calls read-only itself."""
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(list(argv), client=client, out=out, err=err)
+    scope = (
+        ssm_rules.read_only(argv[0])
+        if argv and argv[0] in READ_ONLY and "--local" not in argv
+        else contextlib.nullcontext()
+    )
+    with scope:
+        code = cli.main(list(argv), client=client, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -721,7 +735,8 @@ def test_local_mode_uses_one_lasting_endpoint(lasting_endpoint: Path, tmp_path: 
     """Every --local command sees the same bundle: the server and the client exported in
     separate calls share one CA (they used to get one embedded, throwaway CA each). plan
     --local writes nothing: a mistyped rack is reported missing, not created."""
-    code, out, err = run(None, "plan", "--rack", "typo-rack", "--local", "--json")
+    with ssm_rules.read_only("plan of a rack that does not exist"):
+        code, out, err = run(None, "plan", "--rack", "typo-rack", "--local", "--json")
     assert code == cli.EXIT_NOT_FOUND, err
     assert json.loads(out)["action"] == "created"  # what a Create would do; none was run
     assert "no docker-tls parameters for Rack 'typo-rack'" in err
@@ -733,25 +748,28 @@ def test_local_mode_uses_one_lasting_endpoint(lasting_endpoint: Path, tmp_path: 
     assert "had no bundle there: created one" in err
     before = _local_versions(lasting_endpoint)
     assert before
-    for extra in ([], ["--rotate"]):
-        code, out, err = run(
-            None, "plan", "--rack", "local-rack", "--local", *ECDSA, *extra, "--json"
-        )
-        assert code == cli.EXIT_OK, err
-        decisions = [i["decision"] for i in json.loads(out)["items"]]
-        assert decisions == (["rotate"] if extra else ["reuse"]) + ["reissue", "reissue"]
-        assert "had no bundle" not in err
-    assert _local_versions(lasting_endpoint) == before
-    exported = []
-    for extra in (["--server"], ["--host", "localhost"]):
-        directory = tmp_path / extra[0]
-        code, _, err = run(
-            None, "export", "--rack", "local-rack", "--local", "--dir", str(directory), *extra
-        )
-        assert code == cli.EXIT_OK, err
-        exported.append((directory / "ca.pem").read_bytes())
-    assert exported[0] == exported[1]
-    assert "AWS_ENDPOINT_URL_SSM" not in os.environ
+    # Once the bundle exists every call only reads; over HTTP the lasting endpoint's own
+    # process holds them read-only (it reads the scope from the rules directory it inherited).
+    with ssm_rules.read_only("plan and export, once the local bundle exists"):
+        for extra in ([], ["--rotate"]):
+            code, out, err = run(
+                None, "plan", "--rack", "local-rack", "--local", *ECDSA, *extra, "--json"
+            )
+            assert code == cli.EXIT_OK, err
+            decisions = [i["decision"] for i in json.loads(out)["items"]]
+            assert decisions == (["rotate"] if extra else ["reuse"]) + ["reissue", "reissue"]
+            assert "had no bundle" not in err
+        assert _local_versions(lasting_endpoint) == before
+        exported = []
+        for extra in (["--server"], ["--host", "localhost"]):
+            directory = tmp_path / extra[0]
+            code, _, err = run(
+                None, "export", "--rack", "local-rack", "--local", "--dir", str(directory), *extra
+            )
+            assert code == cli.EXIT_OK, err
+            exported.append((directory / "ca.pem").read_bytes())
+        assert exported[0] == exported[1]
+        assert "AWS_ENDPOINT_URL_SSM" not in os.environ
 
 
 def test_the_console_script_module_runs() -> None:

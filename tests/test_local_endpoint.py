@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from devkit import invoke, local_endpoint
+from devkit import invoke, local_endpoint, ssm_rules
 from devkit.dockerd import dockerd_available, private_dockerd
 from handler.bundle import BundleNames
 from tests.peers import DOCKER_CLI, docker_cli_available
@@ -137,10 +137,11 @@ def test_the_readme_story_gets_to_docker_version_over_mutual_tls(
     assert created.returncode == 0, created.stderr
     export = [python, "-m", "docker_tls_cli", "export", "--rack", RACK]
     server_dir, client_dir = tmp_path / "server", tmp_path / "client"
-    server = _run(*export, "--server", "--dir", str(server_dir), env=env)
-    assert server.returncode == 0, server.stderr
-    client = _run(*export, "--dir", str(client_dir), "--host", "localhost", env=env)
-    assert client.returncode == 0, client.stderr
+    with ssm_rules.read_only("export"):  # the endpoint's process refuses any write meanwhile
+        server = _run(*export, "--server", "--dir", str(server_dir), env=env)
+        assert server.returncode == 0, server.stderr
+        client = _run(*export, "--dir", str(client_dir), "--host", "localhost", env=env)
+        assert client.returncode == 0, client.stderr
     assert (server_dir / "ca.pem").read_bytes() == (client_dir / "ca.pem").read_bytes()
     files = {
         "ca.pem": (server_dir / "ca.pem").read_bytes(),

@@ -3,10 +3,12 @@ does with each kind of answer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from devkit import ssm_rules
 from handler.store import (
     ADVANCED_LIMIT,
     STANDARD_LIMIT,
@@ -16,6 +18,14 @@ from handler.store import (
     StoreError,
 )
 from tests.conftest import RecordingClient, client_error
+
+
+@pytest.fixture(autouse=True)
+def _any_name_and_value() -> Iterator[None]:
+    """The store is SSM's generic layer, tested here with arbitrary names and values; the
+    bundle's invariants (devkit.ssm_rules) hold for the writes every other test makes."""
+    with ssm_rules.seeding():
+        yield
 
 
 def _puts(recording: RecordingClient) -> list[dict[str, Any]]:

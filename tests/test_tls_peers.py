@@ -33,6 +33,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from devkit import ssm_rules
 from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import local_ssm
@@ -190,12 +191,14 @@ class Stack:
         )
 
     def overwrite(self, name: str, pem: bytes, *, secure: bool) -> None:
-        self.ssm.put_parameter(
-            Name=name,
-            Value=to_stored(pem),
-            Type="SecureString" if secure else "String",
-            Overwrite=True,
-        )
+        """The test's own write over HTTP (a fault or an older bundle), not the handler's."""
+        with ssm_rules.seeding():
+            self.ssm.put_parameter(
+                Name=name,
+                Value=to_stored(pem),
+                Type="SecureString" if secure else "String",
+                Overwrite=True,
+            )
 
     def stored_authority(self, rack: str) -> CertificateAuthority:
         names = BundleNames.for_rack(rack)
