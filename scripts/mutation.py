@@ -56,17 +56,31 @@ MODULES: dict[str, list[str]] = {
     "bundle": [
         "tests/test_ensure.py",
         "tests/test_rotation.py",
+        "tests/test_stale_events.py",
         "tests/test_app.py",
         "tests/test_certificate_profile.py",
     ],
-    "ensure": ["tests/test_ensure.py", "tests/test_rotation.py", "tests/test_app.py"],
+    "ensure": [
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_app.py",
+        "tests/test_ownership.py",
+        "tests/test_reliability_convox.py",
+    ],
+    "ownership": ["tests/test_ownership.py", "tests/test_app.py"],
     "rotation": [
         "tests/test_rotation.py",
+        "tests/test_stale_events.py",
         "tests/test_cli.py",
         "tests/test_certificate_profile.py",
     ],
     "properties": ["tests/test_properties.py", "tests/test_app.py"],
-    "store": ["tests/test_store.py", "tests/test_ensure.py", "tests/test_app.py"],
+    "store": [
+        "tests/test_store.py",
+        "tests/test_ensure.py",
+        "tests/test_app.py",
+        "tests/test_reliability_convox.py",
+    ],
     "cfn": ["tests/test_cfn.py", "tests/test_app.py", "tests/test_e2e.py"],
     "certificates": [
         "tests/test_certificates.py",
