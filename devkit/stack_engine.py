@@ -126,6 +126,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # The workers were the engine's children: once it is gone, init reaps them, which takes a
+    # moment after SIGKILL. Stopped means gone, so wait for the session to be empty.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 @contextmanager
