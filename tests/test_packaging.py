@@ -3,12 +3,14 @@ package, nothing that imports a development-only dependency.
 
 The wheel is built from a copy of the checkout (``pip wheel`` writes ``build/`` and an
 ``egg-info`` beside the sources), installed with its run-time dependencies into a fresh
-virtualenv, and run from a directory outside the repository. Slow: pip builds, and the
-dependencies come from the pip cache or PyPI.
+virtualenv, and run from a directory outside the repository. Those tests are slow: pip
+builds, and the dependencies come from the pip cache or PyPI. The fast ones check the
+checkout's side of :mod:`docker_tls_cli.lambda_code`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+import handler.bundle
+import handler.store
+from docker_tls_cli import lambda_code, main
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The only top-level package the wheel may install.
@@ -104,6 +108,7 @@ def _module_names(wheel: Path) -> list[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_one_namespaced_package(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -117,6 +122,7 @@ def test_the_wheel_holds_one_namespaced_package(wheel: Path) -> None:
     assert shipped == {path.name for path in (ROOT / "handler").glob("*.py")}
 
 
+@pytest.mark.slow
 def test_an_installed_cli_runs_and_imports_nothing_of_the_checkout(
     wheel: Path, tmp_path: Path
 ) -> None:
@@ -167,6 +173,7 @@ def test_an_installed_cli_runs_and_imports_nothing_of_the_checkout(
     assert "handler" not in report["loaded"]
 
 
+@pytest.mark.slow
 def test_no_installed_module_imports_a_development_dependency(wheel: Path, tmp_path: Path) -> None:
     """The same imports beside the development virtualenv's packages, where moto, pytest and
     the rest are installed and importable: none of them is imported. (The .pth file that puts
@@ -199,3 +206,25 @@ def test_no_installed_module_imports_a_development_dependency(wheel: Path, tmp_p
     report = json.loads(imported.stdout)
     assert all(Path(file).is_relative_to(target) for file in report["files"].values())
     assert sorted(set(report["loaded"]) & {*DEVELOPMENT_ONLY, "handler"}) == []
+
+
+def test_from_the_checkout_the_cli_uses_the_checkouts_handler() -> None:
+    """The tests and the CLI share module objects: an error class the store raises is the
+    one the CLI catches, a patched ParameterStore is the one the CLI builds."""
+    assert lambda_code.PACKAGE == "handler"
+    assert lambda_code.CHECKOUT == ROOT
+    assert lambda_code.StoreError is handler.store.StoreError
+    assert lambda_code.ParameterStore is handler.store.ParameterStore
+    assert lambda_code.plan is handler.bundle.plan
+
+
+def test_local_without_a_checkout_is_one_line_saying_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (The module: docker_tls_cli.main is also the name of the function the package exports.)
+    monkeypatch.setattr(importlib.import_module("docker_tls_cli.main"), "CHECKOUT", None)
+    assert main(["plan", "--rack", "r", "--local"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert "source checkout" in line and "leave out --local" in line, line
