@@ -26,6 +26,10 @@ ENGINE_STAMP := $(ENGINE_VENV)/.installed-$(MINISTACK_VERSION)-$(SAM_TRANSLATOR_
 # Python); pip's own output goes to $(VENV)/install.log, shown only if a step fails. Notes go
 # to stderr, so a target's stdout stays its own (make invoke's is the response JSON).
 PROGRESS := $(PYTHON) -m devkit.progress
+# The wheel, and so the editable install, holds docker_tls_cli alone (handler/ inside it as
+# docker_tls_cli._handler, never devkit/): a .pth file puts the checkout's root on the
+# virtualenv's path, so the tests, devkit/ and docker-tls --local import the checkout's
+# handler and devkit packages from any directory, as before.
 $(STAMP): pyproject.toml
 	@echo "make: creating $(VENV) ($$($(PYTHON) --version))" >&2
 	@$(PYTHON) -m venv $(VENV)
@@ -36,6 +40,7 @@ $(STAMP): pyproject.toml
 	  && $(PROGRESS) --log $(VENV)/install.log "make: installing into $(VENV)" -- \
 	    $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' \
 	  || { cat $(VENV)/install.log >&2; exit 1; }
+	@$(BIN)/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/docker_tls_checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -12,16 +12,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 
 from docker_tls_cli import calm
-from handler.bundle import BundleNames, Item, stored_stage
-from handler.certificates import (
+from docker_tls_cli.lambda_code import (
+    BundleNames,
+    GeneratorProperties,
+    Item,
     KeyAlgorithm,
+    Parameter,
+    ParameterStore,
+    PropertyError,
+    StoreError,
     Unreadable,
     certificate_from_stored,
+    parse_generator,
     private_key_from_stored,
+    stored_stage,
     subject_alt_names,
 )
-from handler.properties import GeneratorProperties, PropertyError, parse_generator
-from handler.store import Parameter, ParameterStore, StoreError
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -29,18 +29,21 @@ from docker_tls_cli.common import (
     read_bundle,
     stored_cert,
 )
-from handler.bundle import BundleNames, Decision, Item, plan
-from handler.certificates import (
+from docker_tls_cli.lambda_code import (
+    BundleNames,
+    Decision,
+    Item,
+    ParameterStore,
     Unreadable,
     certificate_from_stored,
     certificates_from_stored,
     fingerprint,
+    plan,
     private_key_from_stored,
     same_key,
     signed_by,
     subject_alt_names,
 )
-from handler.store import ParameterStore
 
 DOCKER_TLS_PORT = 2376
 

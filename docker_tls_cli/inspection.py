@@ -24,23 +24,26 @@ from docker_tls_cli.common import (
     read_bundle,
     when,
 )
-from handler.bundle import Decision, Item, Plan, plan
-from handler.certificates import (
+from docker_tls_cli.lambda_code import (
+    Decision,
+    Item,
     KeyAlgorithm,
+    ParameterStore,
+    Plan,
     PrivateKey,
     Purpose,
+    Resource,
     Unreadable,
     certificate_from_stored,
     certificates_from_stored,
     extended_key_usages,
     fingerprint,
+    plan,
     private_key_from_stored,
     public_key_der,
     same_key,
     subject_alt_names,
 )
-from handler.ownership import Resource
-from handler.store import ParameterStore
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient

@@ -14,9 +14,9 @@ from docker_tls_cli import calm
 from docker_tls_cli.common import CliError, as_store_error, parse_properties, store_failure
 from docker_tls_cli.export import DOCKER_TLS_PORT, cmd_export
 from docker_tls_cli.inspection import cmd_inspect
+from docker_tls_cli.lambda_code import CHECKOUT, ParameterStore
 from docker_tls_cli.plan import cmd_plan
 from docker_tls_cli.verify import EXIT_REFRESH, cmd_verify
-from handler.store import ParameterStore
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -136,15 +136,21 @@ def _local_store(rack: str, err: TextIO, *, create: bool) -> ParameterStore:
     for ``rack``: the one an earlier command or ``make invoke`` made, else one a Create with
     only ``Rack`` makes now. Every later ``--local`` command sees the same bundle. ``plan``
     passes ``create=False``: it never writes, so a mistyped rack stays missing."""
+    if CHECKOUT is None:
+        # devkit/ (and moto, a development dependency) never ship in the wheel.
+        raise CliError(
+            "--local runs the local SSM endpoint from a source checkout of docker-tls, and this "
+            "docker-tls is installed without one: use the checkout's .venv/bin/docker-tls "
+            "(make local-ssm there), or leave out --local to read SSM in AWS"
+        )
     try:
         from devkit import local_endpoint
     except ImportError as error:
         raise CliError(
             f"--local needs the development extras ({error.name} is missing): "
-            "pip install -e '.[dev]'"
+            f"run make in {CHECKOUT}, or pip install -e '.[dev]' there"
         ) from None
-    from handler.bundle import BundleNames
-    from handler.ensure import ensure
+    from docker_tls_cli.lambda_code import BundleNames, ensure
 
     def note(text: str) -> None:
         print(f"docker-tls: --local: {text}", file=err)

@@ -21,11 +21,19 @@ from docker_tls_cli.common import (
     stored_cert,
     when,
 )
+from docker_tls_cli.lambda_code import (
+    Action,
+    Decision,
+    Item,
+    ItemPlan,
+    ParameterStore,
+    Plan,
+    StageRefused,
+    fingerprint,
+    plan,
+    stored_stage,
+)
 from docker_tls_cli.trust import RackTrust, holds, issuer_among, label, same_ca
-from handler.bundle import Action, Decision, Item, ItemPlan, Plan, plan, stored_stage
-from handler.certificates import fingerprint
-from handler.rotation import StageRefused
-from handler.store import ParameterStore
 
 _ACTION_SUMMARY = {
     "created": "nothing is stored for this Rack: a new CA and leaves would be created",

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from handler.bundle import BundleNames, Item, stored_stage
-from handler.certificates import (
+from docker_tls_cli.lambda_code import (
+    BundleNames,
+    Item,
     PrivateKey,
+    RotationStage,
     Unreadable,
     certificate_from_stored,
     certificates_from_stored,
@@ -20,8 +22,8 @@ from handler.certificates import (
     public_key_der,
     same_key,
     signed_by,
+    stored_stage,
 )
-from handler.rotation import RotationStage
 
 
 def label(cert: x509.Certificate) -> str:

@@ -20,11 +20,12 @@ from typing import TextIO
 from cryptography import x509
 
 from docker_tls_cli.common import EXIT_OK, EXIT_USAGE, CliError, parse_properties, read_bundle
-from docker_tls_cli.trust import RackTrust, holds, issuer_among, label, same_ca
-from handler.bundle import Item
-from handler.certificates import (
+from docker_tls_cli.lambda_code import (
+    Item,
+    ParameterStore,
     PrivateKey,
     Purpose,
+    RotationStage,
     Unreadable,
     certificate_from_stored,
     extended_key_usages,
@@ -32,8 +33,7 @@ from handler.certificates import (
     same_key,
     subject_alt_names,
 )
-from handler.rotation import RotationStage
-from handler.store import ParameterStore
+from docker_tls_cli.trust import RackTrust, holds, issuer_among, label, same_ca
 
 #: Something the holder must refresh (distinct from failures: a script can tell them apart).
 EXIT_REFRESH = 7

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from handler import GENERATOR, GETTER, logs
-from handler.bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
-from handler.certificates import fingerprint
-from handler.cfn import CustomResource, LambdaContext, RequestFailed, response_body
-from handler.ensure import NotConverged, NotOwner, Outcome, Requester, ensure
-from handler.ownership import Resource, may_delete
-from handler.properties import (
+from . import GENERATOR, GETTER, logs
+from .bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
+from .certificates import fingerprint
+from .cfn import CustomResource, LambdaContext, RequestFailed, response_body
+from .ensure import NotConverged, NotOwner, Outcome, Requester, ensure
+from .ownership import Resource, may_delete
+from .properties import (
     PropertyError,
     parse_generator,
     parse_getter,
@@ -24,8 +24,8 @@ from handler.properties import (
     previous_rotation_stage,
     rotation_requested,
 )
-from handler.rotation import StageRefused
-from handler.store import ParameterStore, Stopped, StoreError
+from .rotation import StageRefused
+from .store import ParameterStore, Stopped, StoreError
 
 log = logging.getLogger(__name__)
 logs.setup()

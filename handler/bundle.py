@@ -16,8 +16,8 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from handler import rotation
-from handler.certificates import (
+from . import rotation
+from .certificates import (
     CA_COMMON_NAME,
     CertificateAuthority,
     KeyAlgorithm,
@@ -38,8 +38,8 @@ from handler.certificates import (
     subject_alt_names,
     to_stored,
 )
-from handler.properties import GeneratorProperties
-from handler.rotation import RotationStage, Staging, Step
+from .properties import GeneratorProperties
+from .rotation import RotationStage, Staging, Step
 
 _T = TypeVar("_T")
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from crhelper import CfnResource
 
-from handler import logs
+from . import logs
 
 log = logging.getLogger(__name__)
 

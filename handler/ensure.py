@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from handler import ownership
-from handler.bundle import Action, BundleNames, Decision, Item, Plan, issue, plan
-from handler.certificates import certificate_pem, to_stored
-from handler.ownership import Claim, Resource
-from handler.properties import GeneratorProperties
-from handler.rotation import RotationStage
-from handler.store import Parameter, ParameterConflict, ParameterStore, StoreError
+from . import ownership
+from .bundle import Action, BundleNames, Decision, Item, Plan, issue, plan
+from .certificates import certificate_pem, to_stored
+from .ownership import Claim, Resource
+from .properties import GeneratorProperties
+from .rotation import RotationStage
+from .store import Parameter, ParameterConflict, ParameterStore, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handler.certificates import KeyAlgorithm, max_validity_days
-from handler.rotation import RotationStage, parse_stage
+from .certificates import KeyAlgorithm, max_validity_days
+from .rotation import RotationStage, parse_stage
 
 #: Properties CloudFormation or the old rack template add to every custom resource.
 ALWAYS_ALLOWED = frozenset({"ServiceToken", "ServiceTimeout", "Description"})

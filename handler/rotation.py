@@ -38,7 +38,7 @@ from enum import Enum
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from handler.certificates import (
+from .certificates import (
     CA_COMMON_NAME,
     CertificateAuthority,
     KeyAlgorithm,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handler.logs import redact
+from .logs import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
