@@ -110,8 +110,10 @@ def faults_section(cases: list[Case]) -> list[str]:
         "",
         "Cell: `T` transient, `P` persistent; `ok` = SUCCESS, `FAILED` = FAILED response; "
         "(n) = HTTP attempts of the faulted call. `PutParameter#k` is the Create's k-th write "
-        "(CA key, CA cert, server key, server cert, client key, client cert); GetParameters "
-        "faults hit an Update of a healthy bundle, DeleteParameters faults a Delete.",
+        "(the owner record, CA key, CA cert, server key, server cert, client key, client cert); "
+        "GetParameters faults hit an Update of a healthy bundle, DeleteParameters faults a "
+        "Delete (a recovering one then removes the owner record in a call of its own: one "
+        "attempt more).",
         "",
         "| call | " + " | ".join(kinds) + " |",
         "|---|" + "---|" * len(kinds),
