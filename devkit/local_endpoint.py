@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -354,19 +354,27 @@ def store(
         f"the local SSM endpoint {endpoint.url} ({'started; ' if started else ''}it lasts: "
         "make local-ssm-stop stops it)"
     )
+    with applied(endpoint):
+        client = (make_client or default_client)()
+    return ParameterStore(client)
+
+
+@contextlib.contextmanager
+def applied(endpoint: Endpoint) -> Iterator[Endpoint]:
+    """This process's environment pointed at ``endpoint`` (and at no AWS profile) inside the
+    block; the caller's own environment is put back afterwards."""
     names = (*endpoint.environment(), "AWS_PROFILE")
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(endpoint.environment())
     os.environ.pop("AWS_PROFILE", None)
     try:
-        client = (make_client or default_client)()
+        yield endpoint
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return ParameterStore(client)
 
 
 if __name__ == "__main__":

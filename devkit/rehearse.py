@@ -130,18 +130,8 @@ def endpoint_environment(note: TextIO) -> Iterator[local_endpoint.Endpoint]:
         f"({'started; ' if started else ''}make local-ssm-stop stops it)",
         file=note,
     )
-    names = (*endpoint.environment(), "AWS_PROFILE")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(endpoint.environment())
-    os.environ.pop("AWS_PROFILE", None)
-    try:
+    with local_endpoint.applied(endpoint):
         yield endpoint
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def derived_properties(rack: str, values: Mapping[str, str]) -> dict[str, Any]:
