@@ -221,32 +221,30 @@ def _refuse(problems: list[str]) -> None:
         raise InvariantViolation(problems)
 
 
+def _judged(names: list[str], verb: str) -> bool:
+    """Whether these writes or deletes are the project's to judge: refuses them in a read-only
+    scope (``verb``: what was done), and says no for seeding or when the rules are off."""
+    if not _enforced():
+        return False
+    scope = current_scope()
+    if scope == SEEDING:
+        return False
+    if scope and scope.startswith(_READ_ONLY):
+        label = scope.removeprefix(_READ_ONLY)
+        _refuse([f"{name}: {verb} during {label}, which writes nothing" for name in names])
+    return _by_project()
+
+
 def _check_write(
     backend: SimpleSystemManagerBackend, name: str, parameter_type: str | None, value: Any
 ) -> None:
-    if not _enforced():
-        return
-    scope = current_scope()
-    if scope == SEEDING:
-        return
-    if scope and scope.startswith(_READ_ONLY):
-        _refuse([f"{name}: written during {scope.removeprefix(_READ_ONLY)}, which writes nothing"])
-    if not _by_project():
-        return
-    effective = parameter_type or stored_type(backend, name)
-    _refuse(ssm_invariants.write_problems(name, effective, value))
+    if _judged([name], "written"):
+        effective = parameter_type or stored_type(backend, name)
+        _refuse(ssm_invariants.write_problems(name, effective, value))
 
 
 def _check_deletes(names: list[str]) -> None:
-    if not _enforced():
-        return
-    scope = current_scope()
-    if scope == SEEDING:
-        return
-    if scope and scope.startswith(_READ_ONLY):
-        label = scope.removeprefix(_READ_ONLY)
-        _refuse([f"{name}: deleted during {label}, which writes nothing" for name in names])
-    if _by_project():
+    if _judged(names, "deleted"):
         _refuse([problem for name in names for problem in ssm_invariants.delete_problems(name)])
 
 
