@@ -45,13 +45,9 @@ from devkit.events import event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import DEFAULT_REGION, local_ssm
 from handler import GENERATOR, GETTER
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    Unreadable,
-    certificate_from_stored,
-    private_key_from_stored,
-    same_key,
-)
+from handler.certificates import same_key
+from handler.codec import Unreadable, certificate_from_stored, private_key_from_stored
+from handler.names import BundleNames, Item
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().with_name("arm64_driver.py")

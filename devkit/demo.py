@@ -19,15 +19,9 @@ from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import ssm_endpoint
 from handler import GENERATOR, GETTER
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    CertificateAuthority,
-    KeyAlgorithm,
-    Purpose,
-    certificate_from_stored,
-    private_key_from_stored,
-    to_stored,
-)
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose
+from handler.codec import certificate_from_stored, private_key_from_stored, to_stored
+from handler.names import BundleNames, Item
 
 RACK = "docker-tls-demo"
 

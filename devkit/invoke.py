@@ -206,7 +206,7 @@ def _via_event_url(event: Mapping[str, Any], note: TextIO) -> dict[str, Any]:
 
 
 def _seed(receiver: Receiver, event: Mapping[str, Any], note: TextIO) -> None:
-    from handler.bundle import BundleNames
+    from handler.names import BundleNames
     from handler.properties import PropertyError, parse_rack
     from handler.store import ParameterStore, StoreError
 

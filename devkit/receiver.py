@@ -20,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose, certificate_pem
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose
 from handler.cfn import RESPONSE_CA_BUNDLE_ENV
+from handler.codec import certificate_pem
 
 
 class Receiver:

@@ -40,16 +40,13 @@ from typing import Any, TextIO
 from devkit import invoke, local_endpoint
 from devkit.events import event
 from handler import GENERATOR
-from handler.bundle import BundleNames, Item, stored_stage
-from handler.certificates import (
-    KeyAlgorithm,
-    Unreadable,
-    certificate_from_stored,
-    private_key_from_stored,
-    subject_alt_names,
-)
-from handler.rotation import RotationStage, parse_stage
+from handler.certificates import KeyAlgorithm, subject_alt_names
+from handler.codec import Unreadable, certificate_from_stored, private_key_from_stored
+from handler.model import RotationStage
+from handler.names import BundleNames, Item
+from handler.properties import parse_stage
 from handler.store import ParameterStore, StoreError
+from handler.stored import StoredBundle
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STEPS = ("create", "introduce", "switch", "retire", "cancel", "rollback", "update", "status")
@@ -147,7 +144,7 @@ def derived_properties(rack: str, values: Mapping[str, str]) -> dict[str, Any]:
         properties["ServerSubjectAltNames"] = ",".join(subject_alt_names(server))
     except (KeyError, Unreadable):
         pass
-    stage = stored_stage(values, names)
+    stage = StoredBundle.decode(values, names).stage
     if stage is not None:
         properties["RotationStage"] = stage.value
     return properties
@@ -241,7 +238,7 @@ def rehearse(step: str, rack: str, given: Mapping[str, str], note: TextIO) -> di
                     f"SSM: {json.dumps(record.properties)}",
                     file=note,
                 )
-        held = stored_stage(values, names)
+        held = StoredBundle.decode(values, names).stage
         if bundle and held is not record.stage:
             raise RehearsalError(
                 f"the record ({record_path(rack)}) says RotationStage "

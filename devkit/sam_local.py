@@ -38,13 +38,9 @@ from devkit.runtime_image import ImageBuildError, RuntimeImage, ensure_image, ho
 from devkit.sam_cli import DEFAULT_VENV, REGION, ROOT, SamCli, SamError
 from devkit.sam_host_network import CA_MOUNT
 from devkit.ssm_server import local_ssm
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    Unreadable,
-    certificate_from_stored,
-    private_key_from_stored,
-    same_key,
-)
+from handler.certificates import same_key
+from handler.codec import Unreadable, certificate_from_stored, private_key_from_stored
+from handler.names import BundleNames, Item
 
 FUNCTION = "DockerTlsFunction"
 EVENTS = ROOT / "events"

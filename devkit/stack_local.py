@@ -24,7 +24,7 @@ from typing import TextIO
 from devkit.stack_deploy import prepare, with_failing_resource
 from devkit.stack_engine import EngineError, missing, stack_engine
 from devkit.stack_lifecycle import NO_UPDATES, Stacks, Step, stored_fingerprints
-from handler.bundle import rack_prefix
+from handler.names import rack_prefix
 
 STACK = "docker-tls-local"
 RACK = "docker-tls-local"

@@ -4,6 +4,7 @@ SSM, and turning ``--property`` values into the generator's properties."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -20,12 +21,12 @@ from docker_tls_cli.lambda_code import (
     Parameter,
     ParameterStore,
     PropertyError,
+    StoredBundle,
     StoreError,
     Unreadable,
     certificate_from_stored,
     parse_generator,
     private_key_from_stored,
-    stored_stage,
     subject_alt_names,
 )
 
@@ -112,6 +113,11 @@ class Stored:
     @property
     def values(self) -> dict[str, str]:
         return {name: parameter.value for name, parameter in self.parameters.items()}
+
+    @functools.cached_property
+    def bundle(self) -> StoredBundle:
+        """The values decoded once, as the Lambda's rules read them."""
+        return StoredBundle.decode(self.values, self.names)
 
     @property
     def empty(self) -> bool:
@@ -215,7 +221,7 @@ def health_properties(
         if sans:
             chosen["ServerSubjectAltNames"] = ",".join(sans)
             origin["ServerSubjectAltNames"] = "stored"
-    stage = stored_stage(stored.values, stored.names)
+    stage = stored.bundle.stage
     if stage is not None and "RotationStage" not in chosen:
         chosen["RotationStage"], origin["RotationStage"] = stage.value, "stored"
     try:

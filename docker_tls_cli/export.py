@@ -193,7 +193,7 @@ def cmd_export(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
     if not same_key(cert, key):
         raise CliError(f"{names.key(item)} does not match {names.cert(item)}: run a stack Update")
     props, _ = health_properties(stored, {}, now)
-    health = plan(values, props, rotate=False, now=now)
+    health = plan(stored.bundle, props, rotate=False, now=now)
     for item_plan in health:
         if item_plan.item in (Item.CA, item) and item_plan.decision is not Decision.REUSE:
             print(

@@ -316,7 +316,7 @@ def cmd_inspect(args: argparse.Namespace, store: ParameterStore, out: TextIO, er
     if stored.empty:
         raise stored.not_found()
     props, against = health_properties(stored, given, now)
-    health = plan(stored.values, props, rotate=False, now=now)
+    health = plan(stored.bundle, props, rotate=False, now=now)
     described, note = describe(store.client, stored.names.everything)
     report = inspect_report(stored, described, health, against)
     if args.json:

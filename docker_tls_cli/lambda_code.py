@@ -49,6 +49,7 @@ __all__ = [
     "RotationStage",
     "StageRefused",
     "StoreError",
+    "StoredBundle",
     "Unreadable",
     "certificate_from_stored",
     "certificates_from_stored",
@@ -61,14 +62,25 @@ __all__ = [
     "public_key_der",
     "same_key",
     "signed_by",
-    "stored_stage",
     "subject_alt_names",
 ]
 
 #: The name of the Lambda's package inside a wheel.
 WHEEL_PACKAGE = "docker_tls_cli._handler"
 #: The modules the names in ``__all__`` come from (those the CLI uses; not ``app``/``cfn``).
-_MODULES = ("bundle", "certificates", "ensure", "ownership", "properties", "rotation", "store")
+_MODULES = (
+    "bundle",
+    "certificates",
+    "codec",
+    "ensure",
+    "model",
+    "names",
+    "ownership",
+    "properties",
+    "rotation",
+    "store",
+    "stored",
+)
 
 
 def _checkout() -> Path | None:
@@ -96,36 +108,32 @@ CHECKOUT = _checkout()
 PACKAGE = _package(CHECKOUT)
 
 if TYPE_CHECKING:
-    from handler.bundle import (
-        Action,
-        BundleNames,
-        Decision,
-        Item,
-        ItemPlan,
-        Plan,
-        plan,
-        stored_stage,
-    )
+    from handler.bundle import Action, Decision, ItemPlan, Plan, plan
     from handler.certificates import (
         KeyAlgorithm,
-        PrivateKey,
         Purpose,
-        Unreadable,
-        certificate_from_stored,
-        certificates_from_stored,
         extended_key_usages,
         fingerprint,
-        private_key_from_stored,
         public_key_der,
         same_key,
         signed_by,
         subject_alt_names,
     )
+    from handler.codec import (
+        PrivateKey,
+        Unreadable,
+        certificate_from_stored,
+        certificates_from_stored,
+        private_key_from_stored,
+    )
     from handler.ensure import ensure
+    from handler.model import GeneratorProperties, RotationStage
+    from handler.names import BundleNames, Item
     from handler.ownership import Resource
-    from handler.properties import GeneratorProperties, PropertyError, parse_generator
-    from handler.rotation import RotationStage, StageRefused
+    from handler.properties import PropertyError, parse_generator
+    from handler.rotation import StageRefused
     from handler.store import Parameter, ParameterStore, StoreError
+    from handler.stored import StoredBundle
 else:
 
     def _export() -> None:

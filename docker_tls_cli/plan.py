@@ -31,7 +31,6 @@ from docker_tls_cli.lambda_code import (
     StageRefused,
     fingerprint,
     plan,
-    stored_stage,
 )
 from docker_tls_cli.trust import RackTrust, holds, issuer_among, label, same_ca
 
@@ -249,11 +248,11 @@ def cmd_plan(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: 
         # What an Update sending these properties would do to a stack whose template is
         # still at the stored stage.
         result = plan(
-            stored.values,
+            stored.bundle,
             props,
             rotate=args.rotate,
             now=now,
-            previous_stage=stored_stage(stored.values, stored.names),
+            previous_stage=stored.bundle.stage,
         )
     except StageRefused as error:
         raise CliError(f"{error} Nothing would be written.", EXIT_USAGE) from None

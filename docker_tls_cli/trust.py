@@ -14,6 +14,7 @@ from docker_tls_cli.lambda_code import (
     Item,
     PrivateKey,
     RotationStage,
+    StoredBundle,
     Unreadable,
     certificate_from_stored,
     certificates_from_stored,
@@ -22,7 +23,6 @@ from docker_tls_cli.lambda_code import (
     public_key_der,
     same_key,
     signed_by,
-    stored_stage,
 )
 
 
@@ -89,7 +89,12 @@ class RackTrust:
             others = [c for c in trusted if same_ca(c, retired)]
             previous = None if signer is not None and same_ca(signer, retired) else others[0]
         return cls(
-            stored_stage(values, names), trusted, signer, of(names.next_ca_key), previous, retired
+            StoredBundle.decode(values, names).stage,
+            trusted,
+            signer,
+            of(names.next_ca_key),
+            previous,
+            retired,
         )
 
     def role(self, cert: x509.Certificate) -> str:

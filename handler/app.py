@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import GENERATOR, GETTER, logs
-from .bundle import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
 from .certificates import fingerprint
 from .cfn import CustomResource, LambdaContext, RequestFailed, response_body
 from .ensure import NotConverged, NotOwner, Outcome, Requester, ensure
+from .names import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
 from .ownership import Resource, may_delete
 from .properties import (
     PropertyError,

@@ -1,17 +1,18 @@
-"""The bundle's parameters and the decision rules (docs/DESIGN.md §3) applied to them.
+"""The decision rules (docs/DESIGN.md §3) applied to a decoded stored bundle.
 
-:func:`plan` is a pure function of (stored values, properties, rotation wish, now): it says per
-item (CA, server, client) whether to reuse, reissue, renew or rotate, and why. :func:`issue`
-turns a plan into the values to write. Neither touches SSM; :mod:`handler.ensure` does.
+:func:`plan` is a pure function of (stored bundle, properties, rotation wish, now): it says per
+item (CA, server, client) whether to reuse, reissue, renew or rotate, and why. It reads the
+bundle :class:`handler.stored.StoredBundle` decoded once; :mod:`handler.issuance` turns a plan
+into the values to write. Neither touches SSM; :mod:`handler.ensure` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -21,35 +22,20 @@ from .certificates import (
     CA_COMMON_NAME,
     CertificateAuthority,
     KeyAlgorithm,
-    PrivateKey,
     Purpose,
-    Unreadable,
-    bundle_pem,
-    certificate_from_stored,
-    certificates_from_stored,
     extended_key_usages,
     is_ca,
     issuer_name_of,
-    private_key_from_stored,
-    private_key_pem,
     public_key_der,
     same_key,
     signed_by,
     subject_alt_names,
-    to_stored,
 )
-from .properties import GeneratorProperties
-from .rotation import RotationStage, Staging, Step
-
-_T = TypeVar("_T")
-
-
-class Item(Enum):
-    """The three certificate/key pairs of a bundle."""
-
-    CA = "ca"
-    SERVER = "server"
-    CLIENT = "client"
+from .codec import PrivateKey
+from .model import GeneratorProperties, RotationStage
+from .names import BundleNames, Item
+from .rotation import Staging, Step
+from .stored import StoredBundle, StoredPair
 
 
 class Decision(Enum):
@@ -83,91 +69,7 @@ _STEP_ACTIONS = {
 }
 
 
-_SUFFIXES = {
-    Item.CA: ("ca-cert", "ca-key"),
-    Item.SERVER: ("server-cert", "server-key"),
-    Item.CLIENT: ("cert", "key"),
-}
-_PURPOSES = {Item.SERVER: Purpose.SERVER, Item.CLIENT: Purpose.CLIENT}
-
-
-def rack_prefix(rack: str) -> str:
-    """Lower-case hex of the UTF-8 rack name: the PhysicalResourceId and parameter prefix."""
-    return rack.encode("utf-8").hex()
-
-
-@dataclass(frozen=True)
-class BundleNames:
-    """The SSM parameter names of one rack's bundle."""
-
-    prefix: str
-
-    @classmethod
-    def for_rack(cls, rack: str) -> BundleNames:
-        return cls(rack_prefix(rack))
-
-    def cert(self, item: Item) -> str:
-        return f"{self.prefix}-docker-tls-{_SUFFIXES[item][0]}"
-
-    def key(self, item: Item) -> str:
-        return f"{self.prefix}-docker-tls-{_SUFFIXES[item][1]}"
-
-    @property
-    def version_track(self) -> str:
-        """Written by the old convox handler; only ever removed here, when the rack's own
-        resource adopts the bundle (handler.ownership). Not in :attr:`everything`: the owner
-        parameter took its place in the one ten-name read."""
-        return f"{self.prefix}-version-track"
-
-    @property
-    def next_ca_key(self) -> str:
-        """A staged rotation's introduced CA key, until it signs."""
-        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[0]}"
-
-    @property
-    def previous_ca_key(self) -> str:
-        """The switched-from CA's key, kept until the retire (a rollback of the switch needs it)."""
-        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[1]}"
-
-    @property
-    def previous_ca_cert(self) -> str:
-        """The retired CA's certificate, until an ordinary update closes the rollback window."""
-        return f"{self.prefix}-docker-tls-{_ROTATION_SUFFIXES[2]}"
-
-    @property
-    def owner(self) -> str:
-        """Which resource owns the bundle (handler.ownership): the one whose Delete removes it."""
-        return f"{self.prefix}-docker-tls-{OWNER_SUFFIX}"
-
-    @property
-    def material(self) -> tuple[str, ...]:
-        """The six certificate and key parameters, CA first."""
-        return tuple(name for item in Item for name in (self.cert(item), self.key(item)))
-
-    @property
-    def rotation(self) -> tuple[str, ...]:
-        """The parameters only a staged CA rotation uses."""
-        return (self.next_ca_key, self.previous_ca_key, self.previous_ca_cert)
-
-    @property
-    def everything(self) -> tuple[str, ...]:
-        """Every parameter a read, or a Delete, concerns: ten, one GetParameters call. The
-        owner parameter comes last: a Delete removes it after the rest. The legacy
-        ``version-track`` is not among them (see :attr:`version_track`)."""
-        return (*self.material, *self.rotation, self.owner)
-
-    def is_key(self, name: str) -> bool:
-        return name in {self.key(item) for item in Item}
-
-
-_ROTATION_SUFFIXES = ("next-ca-key", "previous-ca-key", "previous-ca-cert")
-OWNER_SUFFIX = "owner"
-
-#: Suffixes of every parameter this project writes.
-PARAMETER_SUFFIXES = tuple(
-    f"-docker-tls-{s}"
-    for s in (*(s for pair in _SUFFIXES.values() for s in pair), *_ROTATION_SUFFIXES, OWNER_SUFFIX)
-)
+PURPOSES = {Item.SERVER: Purpose.SERVER, Item.CLIENT: Purpose.CLIENT}
 
 
 @dataclass(frozen=True)
@@ -186,7 +88,7 @@ class ItemPlan:
 class Plan:
     """Per-item decisions for one bundle, and what they need to be carried out."""
 
-    names: BundleNames
+    stored: StoredBundle  # what the decision read
     items: tuple[ItemPlan, ItemPlan, ItemPlan]
     action: Action
     authority: CertificateAuthority | None  # the CA leaves chain to; None when rotating
@@ -194,11 +96,15 @@ class Plan:
     #: includes it; the handler removes it when it adopts the bundle, handler.ownership).
     remove_version_track: bool
     #: What a staged rotation (RotationStage) does to the CAs; nothing when rotating at once.
-    staging: Staging = field(default_factory=lambda: Staging({}))
+    staging: Staging
     #: The CAs ``ca-cert`` is to hold after the signer (a new introduced one comes after them).
     trusted: tuple[x509.Certificate, ...] = ()
     bundle_changes: bool = False  # ``ca-cert`` is rewritten though the signer is kept
     removals: tuple[str, ...] = ()  # deleted after every write (version-track included)
+
+    @property
+    def names(self) -> BundleNames:
+        return self.stored.names
 
     def __iter__(self) -> Iterator[ItemPlan]:
         return iter(self.items)
@@ -216,38 +122,6 @@ class Plan:
         )
 
 
-@dataclass(frozen=True)
-class _Stored:
-    cert: x509.Certificate | None
-    key: PrivateKey | None
-    cert_problem: str | None  # why ``cert`` is None
-    key_problem: str | None  # why ``key`` is None
-
-    @property
-    def problem(self) -> str | None:
-        return "; ".join(p for p in (self.cert_problem, self.key_problem) if p) or None
-
-
-def _read(values: Mapping[str, str], names: BundleNames, item: Item) -> _Stored:
-    cert, cert_problem = _decode(values.get(names.cert(item)), certificate_from_stored)
-    key, key_problem = _decode(values.get(names.key(item)), private_key_from_stored)
-    return _Stored(
-        cert,
-        key,
-        cert_problem and f"certificate {cert_problem}",
-        key_problem and f"key {key_problem}",
-    )
-
-
-def _decode(value: str | None, decoder: Callable[[str], _T]) -> tuple[_T | None, str | None]:
-    if value is None:
-        return None, "not stored"
-    try:
-        return decoder(value), None
-    except Unreadable as error:
-        return None, f"unreadable ({error})"
-
-
 def _expiry_problem(cert: x509.Certificate, renew_before_days: int, now: dt.datetime) -> str | None:
     not_after = cert.not_valid_after_utc
     if not_after <= now:
@@ -258,7 +132,7 @@ def _expiry_problem(cert: x509.Certificate, renew_before_days: int, now: dt.date
 
 
 def _ca_cert_problem(
-    stored: _Stored, key: PrivateKey, props: GeneratorProperties, now: dt.datetime
+    stored: StoredPair, key: PrivateKey, props: GeneratorProperties, now: dt.datetime
 ) -> str | None:
     cert = stored.cert
     if cert is None:
@@ -272,7 +146,7 @@ def _ca_cert_problem(
 
 def _leaf_problem(
     item: Item,
-    stored: _Stored,
+    stored: StoredPair,
     authority: CertificateAuthority,
     props: GeneratorProperties,
     now: dt.datetime,
@@ -284,7 +158,7 @@ def _leaf_problem(
         return "certificate and key do not match"
     if not authority.signed(cert):
         return "not signed by the stored CA"
-    purpose = _PURPOSES[item]
+    purpose = PURPOSES[item]
     usages = extended_key_usages(cert)
     if usages is not None and purpose.value not in usages:
         return f"extended key usage lacks {purpose.eku_name}"
@@ -304,7 +178,7 @@ def _leaf_problem(
 
 
 def _key_to_keep(
-    stored: _Stored, props: GeneratorProperties, others: list[PrivateKey | None]
+    stored: StoredPair, props: GeneratorProperties, others: list[PrivateKey | None]
 ) -> PrivateKey | None:
     """The leaf's stored key, when only its certificate is the problem: missing, unreadable or
     for another key. That is what a crash, or a concurrent writer, leaves between a leaf's key
@@ -323,7 +197,7 @@ def _key_to_keep(
     return key
 
 
-def _renewal_subject(ca: _Stored, leaves: list[_Stored], key: PrivateKey) -> x509.Name:
+def _renewal_subject(ca: StoredPair, leaves: list[StoredPair], key: PrivateKey) -> x509.Name:
     # Keep the name the fleet already chains through: the stored CA's own subject if it is
     # this key's certificate, else the issuer of a stored leaf this key signed.
     if ca.cert is not None and same_key(ca.cert, key):
@@ -337,7 +211,7 @@ def _renewal_subject(ca: _Stored, leaves: list[_Stored], key: PrivateKey) -> x50
 
 
 def plan(
-    values: Mapping[str, str],
+    stored: StoredBundle,
     props: GeneratorProperties,
     *,
     rotate: bool,
@@ -345,82 +219,111 @@ def plan(
     previous_stage: RotationStage | None = None,
     is_update: bool = False,
 ) -> Plan:
-    """Decide, per item, what the decision rules say to do with the stored ``values``
-    (name → value). ``previous_stage`` is the RotationStage the stack asked for before this
-    Update (None on a Create); ``is_update``: it comes from an Update's OldResourceProperties,
-    so it can be held against the stage SSM holds. Raises :class:`StageRefused` for a stage
-    that cannot follow what is stored, or a request whose previous stage contradicts it."""
-    names = BundleNames.for_rack(props.rack)
+    """Decide, per item, what the decision rules say to do with the ``stored`` bundle.
+    ``previous_stage`` is the RotationStage the stack asked for before this Update (None on a
+    Create); ``is_update``: it comes from an Update's OldResourceProperties, so it can be held
+    against the stage SSM holds. Raises :class:`StageRefused` for a stage that cannot follow
+    what is stored, or a request whose previous stage contradicts it."""
     if is_update:
-        rotation.check_previous(props.rotation_stage, previous_stage, stored_stage(values, names))
-    leaves = {item: _read(values, names, item) for item in (Item.SERVER, Item.CLIENT)}
-    nothing_stored = not any(name in values for name in names.material)
+        rotation.check_previous(props.rotation_stage, previous_stage, stored.stage)
     staging = rotation.stage(
-        values,
-        ca_cert=names.cert(Item.CA),
-        ca_key=names.key(Item.CA),
-        next_ca_key=names.next_ca_key,
-        previous_ca_key=names.previous_ca_key,
-        previous_ca_cert=names.previous_ca_cert,
-        leaves=[leaf.cert for leaf in leaves.values() if leaf.cert is not None],
+        stored,
         requested=props.rotation_stage,
         previous=previous_stage,
         algorithm=props.key_algorithm,
         validity_days=props.validity_days,
         now=now,
     )
-    # The CA as the stage leaves it: the signer's key and its certificate alone.
-    ca = _read(staging.ca_values, names, Item.CA)
-
-    def expiry(stored: _Stored) -> dt.datetime | None:
-        return stored.cert.not_valid_after_utc if stored.cert else None
-
-    authority: CertificateAuthority | None = None
-    if nothing_stored:
-        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, "nothing stored yet")
-    elif rotate:
-        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, "RotationToken changed", expiry(ca))
-    elif ca.key is None:
-        ca_plan = ItemPlan(Item.CA, Decision.ROTATE, f"CA {ca.key_problem}", expiry(ca))
-    else:
-        problem = _ca_cert_problem(ca, ca.key, props, now)
-        if problem is None and ca.cert is not None:
-            authority = CertificateAuthority(ca.cert, ca.key)
-            ca_plan = ItemPlan(Item.CA, Decision.REUSE, "healthy", expiry(ca))
-        else:
-            subject = _renewal_subject(ca, list(leaves.values()), ca.key)
-            authority = CertificateAuthority.from_key(
-                ca.key, subject=subject, validity_days=props.validity_days, now=now
-            )
-            ca_plan = ItemPlan(Item.CA, Decision.RENEW, f"CA {problem}", expiry(ca))
+    ca_plan, authority = _decide_ca(stored, staging.ca, props, rotate=rotate, now=now)
     if ca_plan.decision is Decision.ROTATE:
         # At once, whatever a staged rotation was doing: one new CA, nothing else trusted.
-        staging = Staging({}, extras=staging.extras)
+        staging = Staging(staging.ca)
     elif staging.reason and ca_plan.decision is Decision.REUSE:
-        ca_plan = ItemPlan(Item.CA, Decision.REUSE, f"healthy; {staging.reason}", expiry(ca))
+        ca_plan = dataclasses.replace(ca_plan, reason=f"healthy; {staging.reason}")
+    server, client = (
+        _decide_leaf(item, stored, staging.ca, authority, props, now) for item in stored.leaves
+    )
+    items = (ca_plan, server, client)
+    bundle_changes = _trust_set_changes(stored, staging, ca_plan, authority)
+    return Plan(
+        stored,
+        items,
+        _action(
+            stored, items, staging, bundle_changes, _anchor_changes(stored, staging.ca, ca_plan)
+        ),
+        authority,
+        stored.holds_version_track,
+        staging=staging,
+        trusted=staging.trusted,
+        bundle_changes=bundle_changes,
+        removals=_removals(stored, staging, ca_plan),
+    )
 
-    leaf_plans: list[ItemPlan] = []
-    for item, stored in leaves.items():
-        if authority is None:
-            reason = "not stored yet" if nothing_stored else "CA rotated"
-            leaf_plans.append(ItemPlan(item, Decision.REISSUE, reason, expiry(stored)))
-            continue
-        problem = _leaf_problem(item, stored, authority, props, now)
-        if problem is None:
-            leaf_plans.append(ItemPlan(item, Decision.REUSE, "healthy", expiry(stored)))
-            continue
-        others = [ca.key, *(leaf.key for other, leaf in leaves.items() if other is not item)]
-        kept = _key_to_keep(stored, props, others)
-        if kept is not None:
-            problem += "; the stored key is kept"
-        leaf_plans.append(ItemPlan(item, Decision.REISSUE, problem, expiry(stored), kept))
 
-    items = (ca_plan, leaf_plans[0], leaf_plans[1])
-    # Rebuilding the CA certificate for a key other than that of a stored, valid CA
-    # certificate (an interrupted rotation left the new key beside the old certificate) gives
-    # the fleet a new trust anchor: that is a rotation, whatever the mechanics.
-    stored_ca = _read(values, names, Item.CA) if len(staging.stored_bundle) <= 1 else ca
-    anchor_changes = (
+def _not_after(stored: StoredPair) -> dt.datetime | None:
+    return stored.cert.not_valid_after_utc if stored.cert else None
+
+
+def _decide_ca(
+    stored: StoredBundle,
+    ca: StoredPair,
+    props: GeneratorProperties,
+    *,
+    rotate: bool,
+    now: dt.datetime,
+) -> tuple[ItemPlan, CertificateAuthority | None]:
+    """Rules 3 and 4 for the CA as the stage leaves it (``ca``): reuse, renew or rotate, and
+    the authority the leaves are to chain to (None when rotating)."""
+    if stored.nothing_stored:
+        return ItemPlan(Item.CA, Decision.ROTATE, "nothing stored yet"), None
+    if rotate:
+        return ItemPlan(Item.CA, Decision.ROTATE, "RotationToken changed", _not_after(ca)), None
+    if ca.key is None:
+        return ItemPlan(Item.CA, Decision.ROTATE, f"CA {ca.key_problem}", _not_after(ca)), None
+    problem = _ca_cert_problem(ca, ca.key, props, now)
+    if problem is None and ca.cert is not None:
+        return (
+            ItemPlan(Item.CA, Decision.REUSE, "healthy", _not_after(ca)),
+            CertificateAuthority(ca.cert, ca.key),
+        )
+    subject = _renewal_subject(ca, list(stored.leaves.values()), ca.key)
+    authority = CertificateAuthority.from_key(
+        ca.key, subject=subject, validity_days=props.validity_days, now=now
+    )
+    return ItemPlan(Item.CA, Decision.RENEW, f"CA {problem}", _not_after(ca)), authority
+
+
+def _decide_leaf(
+    item: Item,
+    stored: StoredBundle,
+    ca: StoredPair,
+    authority: CertificateAuthority | None,
+    props: GeneratorProperties,
+    now: dt.datetime,
+) -> ItemPlan:
+    """Rules 1 and 2 for a leaf: reuse it when healthy under ``authority``, else reissue it
+    (certifying its stored key again when only the certificate is the problem)."""
+    leaf = stored.leaves[item]
+    if authority is None:
+        reason = "not stored yet" if stored.nothing_stored else "CA rotated"
+        return ItemPlan(item, Decision.REISSUE, reason, _not_after(leaf))
+    problem = _leaf_problem(item, leaf, authority, props, now)
+    if problem is None:
+        return ItemPlan(item, Decision.REUSE, "healthy", _not_after(leaf))
+    others = [ca.key, *(other.key for name, other in stored.leaves.items() if name is not item)]
+    kept = _key_to_keep(leaf, props, others)
+    if kept is not None:
+        problem += "; the stored key is kept"
+    return ItemPlan(item, Decision.REISSUE, problem, _not_after(leaf), kept)
+
+
+def _anchor_changes(stored: StoredBundle, ca: StoredPair, ca_plan: ItemPlan) -> bool:
+    """Rule 4's second sentence: a CA certificate rebuilt for a key other than that of a
+    stored, valid CA certificate (an interrupted rotation left the new key beside the old
+    certificate) gives the fleet a new trust anchor: that is a rotation, whatever the
+    mechanics."""
+    stored_ca = stored.ca if len(stored.ca_bundle) <= 1 else ca
+    return (
         ca_plan.decision is Decision.RENEW
         and stored_ca.cert is not None
         and ca.key is not None
@@ -428,125 +331,50 @@ def plan(
         and is_ca(stored_ca.cert)
         and signed_by(stored_ca.cert, stored_ca.cert)
     )
-    # What ca-cert holds after: the signer, then the CAs the stage keeps trusted. It is
-    # rewritten only when that set or its order changes: a healthy bundle stays byte for byte.
-    trusted = staging.trusted
-    bundle_changes = (
+
+
+def _trust_set_changes(
+    stored: StoredBundle,
+    staging: Staging,
+    ca_plan: ItemPlan,
+    authority: CertificateAuthority | None,
+) -> bool:
+    """Whether ``ca-cert`` is rewritten though its signer is kept: it holds the signer, then
+    the CAs the stage keeps trusted, and changes only when that set or its order does (a
+    healthy bundle stays byte for byte)."""
+    return (
         ca_plan.decision is Decision.REUSE
         and authority is not None
         and (
-            [public_key_der(c) for c in (authority.cert, *trusted)]
-            != [public_key_der(c) for c in staging.stored_bundle]
+            [public_key_der(c) for c in (authority.cert, *staging.trusted)]
+            != [public_key_der(c) for c in stored.ca_bundle]
             or staging.introduce is not None
         )
     )
+
+
+def _removals(stored: StoredBundle, staging: Staging, ca_plan: ItemPlan) -> tuple[str, ...]:
+    """What the stage removes, and on a rotation at once every extra parameter stored."""
     removals = (
         *staging.removals,
-        *(staging.extras if ca_plan.decision is Decision.ROTATE else ()),
+        *(stored.extras if ca_plan.decision is Decision.ROTATE else ()),
     )
-    changes = any(p.decision is not Decision.REUSE for p in items) or bundle_changes
-    if nothing_stored:
-        action = Action.CREATED
-    elif ca_plan.decision is Decision.ROTATE or anchor_changes:
-        action = Action.ROTATED
-    elif staging.step is not None:
-        action = _STEP_ACTIONS[staging.step]
-    elif changes:
-        action = Action.RENEWED
-    else:
-        action = Action.REUSED
-    return Plan(
-        names,
-        items,
-        action,
-        authority,
-        names.version_track in values,
-        staging=staging,
-        trusted=trusted,
-        bundle_changes=bundle_changes,
-        removals=tuple(dict.fromkeys(removals)),
-    )
+    return tuple(dict.fromkeys(removals))
 
 
-def stored_stage(values: Mapping[str, str], names: BundleNames) -> RotationStage | None:
-    """The RotationStage the stored bundle is in, as a stack that is not mid-update sends it:
-    introduce while a CA is introduced, switch while both are trusted after a switch. Only
-    keys that decode count, beside a signing key that decodes: anything less is no rotation in
-    progress (the ordinary rules repair it, or rotate at once)."""
-
-    def readable(name: str) -> bool:
-        return _decode(values.get(name), private_key_from_stored)[0] is not None
-
-    if readable(names.next_ca_key) and readable(names.previous_ca_key):
-        return RotationStage.INTRODUCE  # a switch, or its rollback, interrupted between writes
-    if not readable(names.key(Item.CA)):
-        return None
-    if readable(names.next_ca_key):
-        return RotationStage.INTRODUCE
-    if readable(names.previous_ca_key):
-        return RotationStage.SWITCH
-    if names.previous_ca_cert in values:
-        try:
-            if len(certificates_from_stored(values[names.cert(Item.CA)])) > 1:
-                return RotationStage.SWITCH  # a retire rolled back
-        except (Unreadable, KeyError):
-            return None
-    return None
-
-
-@dataclass(frozen=True)
-class Write:
-    """One parameter value to store."""
-
-    name: str
-    value: str
-    secure: bool
-
-
-def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Write]:
-    """Generate what ``plan`` calls for, in crash-safe order: a staged rotation's key moves
-    (a key reaches its new name before it leaves the old one), CA key, the trust bundle, then
-    each leaf's key and certificate (a crash between the two leaves a mismatch the next run
-    repairs by certifying the stored key); a leaf whose key is kept gets only its certificate.
-    Removals (``plan.removals``) come after all of these.
-    """
-    names = plan.names
-    writes = [Write(m.name, m.value, m.secure) for m in plan.staging.moves]
-    authority = plan.authority
-    trusted = plan.trusted
-    ca_decision = plan.decision(Item.CA)
-    if ca_decision is Decision.ROTATE:
-        authority = CertificateAuthority.create(
-            props.key_algorithm, validity_days=props.validity_days, now=now
-        )
-        writes.append(Write(names.key(Item.CA), to_stored(private_key_pem(authority.key)), True))
-    elif plan.staging.introduce is not None:
-        key = plan.staging.introduce.generate()
-        introduced = CertificateAuthority.from_key(
-            key,
-            subject=rotation.generation_subject(key),
-            validity_days=props.validity_days,
-            now=now,
-        )
-        writes.append(Write(names.next_ca_key, to_stored(private_key_pem(key)), True))
-        trusted = (*trusted, introduced.cert)
-    assert authority is not None, "a plan that keeps the CA carries it"
-    if ca_decision in (Decision.ROTATE, Decision.RENEW) or plan.bundle_changes:
-        pem = bundle_pem((authority.cert, *trusted))
-        writes.append(Write(names.cert(Item.CA), to_stored(pem), False))
-    for item_plan in plan.items[1:]:
-        if item_plan.decision is Decision.REUSE:
-            continue
-        item = item_plan.item
-        leaf = authority.issue(
-            _PURPOSES[item],
-            props.key_algorithm,
-            validity_days=props.validity_days,
-            now=now,
-            subject_alt_names=props.server_subject_alt_names if item is Item.SERVER else (),
-            key=item_plan.kept_key,
-        )
-        if item_plan.kept_key is None:
-            writes.append(Write(names.key(item), to_stored(leaf.key_pem()), True))
-        writes.append(Write(names.cert(item), to_stored(leaf.cert_pem()), False))
-    return writes
+def _action(
+    stored: StoredBundle,
+    items: tuple[ItemPlan, ItemPlan, ItemPlan],
+    staging: Staging,
+    bundle_changes: bool,
+    anchor_changes: bool,
+) -> Action:
+    if stored.nothing_stored:
+        return Action.CREATED
+    if items[0].decision is Decision.ROTATE or anchor_changes:
+        return Action.ROTATED
+    if staging.step is not None:
+        return _STEP_ACTIONS[staging.step]
+    if any(p.decision is not Decision.REUSE for p in items) or bundle_changes:
+        return Action.RENEWED
+    return Action.REUSED

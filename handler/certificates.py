@@ -11,16 +11,14 @@ Every extension is chosen for what Docker's Go TLS stack and OpenSSL check:
   verifiers such as ``cryptography``'s), SubjectKeyIdentifier; the server carries the SANs
   clients dial, because Go ignores the Common Name.
 
-Nothing here knows about SSM or CloudFormation, and the clock is always passed in.
+Nothing here knows about SSM or CloudFormation, and the clock is always passed in; the stored
+form (base64 of PEM) is :mod:`handler.codec`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import ipaddress
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -31,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+from .codec import PrivateKey, certificate_pem, private_key_pem
 
 #: Backdating absorbs clock skew between the Lambda and the fleet (docker-machine does the same).
 BACKDATE = dt.timedelta(minutes=5)
@@ -87,10 +85,6 @@ class Purpose(Enum):
     def eku_name(self) -> str:
         """The name OpenSSL and Go messages use for this usage."""
         return "serverAuth" if self is Purpose.SERVER else "clientAuth"
-
-
-class Unreadable(ValueError):
-    """A stored value that does not decode to the object it should hold."""
 
 
 def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
@@ -239,16 +233,24 @@ class CertificateAuthority:
             )
             .add_extension(x509.ExtendedKeyUsage([purpose.value]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
+            .add_extension(self._authority_key_identifier(), critical=False)
         )
         if subject_alt_names:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(san_entries(subject_alt_names)), critical=False
             )
         return Credential(builder.sign(self.key, _signature_hash(self.key)), key)
+
+    def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The CA's own SubjectKeyIdentifier, as trustme does: OpenSSL matches a leaf's AKI to
+        its issuer's SKI byte for byte, and a CA made elsewhere (an adopted convox CA, an
+        operator's own) may have computed its SKI another way than a SHA-1 of the key. A CA
+        without one gets the SHA-1 of its public key, what our own CAs carry."""
+        try:
+            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
     def signed(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` names this CA as issuer and carries its signature."""
@@ -291,120 +293,6 @@ def same_key(cert: x509.Certificate, key: PrivateKey) -> bool:
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lower-case hex: what ``openssl x509 -fingerprint`` shows."""
     return cert.fingerprint(hashes.SHA256()).hex()
-
-
-# --- Stored form: standard base64 (one line, padded) of one PEM text, as the convox rack wrote.
-
-
-def certificate_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def private_key_pem(key: PrivateKey) -> bytes:
-    """PKCS#1 for RSA, SEC1 for EC, never encrypted: every Docker release parses these."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-
-
-def to_stored(pem: bytes) -> str:
-    return base64.b64encode(pem).decode("ascii")
-
-
-def _pem_from_stored(
-    value: str, allowed_labels: tuple[bytes, ...], *, blocks: int = 1
-) -> tuple[bytes, int]:
-    """The PEM text in a stored value, and how many blocks it holds (1 to ``blocks``)."""
-    try:
-        pem = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise Unreadable("not base64") from error
-    begins = [line for line in pem.splitlines() if line.startswith(b"-----BEGIN ")]
-    if not begins:
-        raise Unreadable("not PEM")
-    if len(begins) > blocks:
-        raise Unreadable("more than one PEM block" if blocks == 1 else "too many PEM blocks")
-    for begin in begins:
-        label = begin.removeprefix(b"-----BEGIN ").removesuffix(b"-----")
-        if label not in allowed_labels:
-            raise Unreadable(f"PEM holds {label.decode('ascii', 'replace')!r}")
-    return pem, len(begins)
-
-
-def certificate_from_stored(value: str) -> x509.Certificate:
-    """The certificate in a stored value, or :class:`Unreadable` saying what is wrong."""
-    pem, _ = _pem_from_stored(value, (b"CERTIFICATE",))
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError as error:
-        raise Unreadable("PEM is not an X.509 certificate") from error
-
-
-#: A trust bundle holds the signing CA and, while a CA is being replaced, the other one; a few
-#: more are read (a hand-edited file) but never written.
-MAX_BUNDLE_CERTIFICATES = 8
-
-
-def certificates_from_stored(value: str) -> tuple[x509.Certificate, ...]:
-    """The certificates of a stored trust bundle (one PEM text, one or more blocks), in order."""
-    pem, count = _pem_from_stored(value, (b"CERTIFICATE",), blocks=MAX_BUNDLE_CERTIFICATES)
-    try:
-        certificates = tuple(x509.load_pem_x509_certificates(pem))
-    except ValueError as error:
-        raise Unreadable("PEM is not X.509 certificates") from error
-    if len(certificates) != count:
-        raise Unreadable("PEM is not X.509 certificates")
-    return certificates
-
-
-def bundle_pem(certificates: Iterable[x509.Certificate]) -> bytes:
-    """One PEM text of several certificates: what consumers install as ``ca.pem``."""
-    return b"".join(certificate_pem(cert) for cert in certificates)
-
-
-def private_key_from_stored(value: str) -> PrivateKey:
-    """The private key in a stored value: PKCS#1, SEC1 or unencrypted PKCS#8."""
-    labels = (b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"PRIVATE KEY")
-    pem, _ = _pem_from_stored(value, labels)
-    try:
-        # OpenSSL's own RSA check proves p and q prime (27 ms per RSA-2048 key, 190 ms per
-        # RSA-4096 key on the benchmark machine: most of an Update that reuses the bundle);
-        # _rsa_consistent makes every other check of it in microseconds, before any use.
-        key = serialization.load_pem_private_key(
-            pem, password=None, unsafe_skip_rsa_key_validation=True
-        )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
-        raise Unreadable("PEM is not a readable private key") from error
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise Unreadable(f"{type(key).__name__} keys are not used for Docker TLS here")
-    if isinstance(key, rsa.RSAPrivateKey) and not _rsa_consistent(key.private_numbers()):
-        raise Unreadable("PEM is not a readable private key")
-    return key
-
-
-def _rsa_consistent(numbers: rsa.RSAPrivateNumbers) -> bool:
-    """OpenSSL's RSA key check (RSA_check_key) without its primality proof of p and q.
-
-    n = p*q with 1 < p, q makes p and q the factors of n; whether they are prime is settled by
-    how n was made (a key generator), not by storage: corruption or a mix-up of keys fails the
-    checks here or the key-matches-certificate check that follows every read.
-    """
-    p, q, d = numbers.p, numbers.q, numbers.d
-    e, n = numbers.public_numbers.e, numbers.public_numbers.n
-    if not (1 < e < n and e % 2 == 1 and 1 < p < n and 1 < q < n and p * q == n):
-        return False
-    if p % 2 == 0 or q % 2 == 0 or not 0 < d < n:
-        return False
-    lcm = math.lcm(p - 1, q - 1)
-    return (
-        e * d % lcm == 1
-        and numbers.dmp1 == d % (p - 1)
-        and numbers.dmq1 == d % (q - 1)
-        and 0 < numbers.iqmp < p
-        and numbers.iqmp * q % p == 1
-    )
 
 
 def extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifier] | None:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from . import ownership
-from .bundle import Action, BundleNames, Decision, Item, Plan, issue, plan
-from .certificates import certificate_pem, to_stored
+from .bundle import Action, Decision, Plan, plan
+from .codec import certificate_pem, to_stored
+from .issuance import issue
+from .model import GeneratorProperties, RotationStage
+from .names import BundleNames, Item
 from .ownership import Claim, Resource
-from .properties import GeneratorProperties
-from .rotation import RotationStage
 from .store import Parameter, ParameterConflict, ParameterStore, StoreError
+from .stored import StoredBundle
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +93,13 @@ def ensure(
     plans: list[Plan] = []
     for round_ in range(MAX_ROUNDS):
         stored = store.read(names.everything)
-        values = {
-            name: parameter.value for name, parameter in stored.items() if name != names.owner
-        }
+        bundle = StoredBundle.decode(
+            {name: parameter.value for name, parameter in stored.items() if name != names.owner},
+            names,
+        )
         claim = _claim(requester, stored, names)
         current = plan(
-            values,
+            bundle,
             props,
             rotate=rotate,
             now=now,
@@ -106,8 +109,8 @@ def ensure(
         plans.append(current)
         if claim is not None and not claim.owns:
             if not current.writes_anything:
-                return _outcome(current, values, names, Action.REUSED, 0, 0, plans)
-            if round_ < USER_WAIT_ROUNDS and not all(n in values for n in names.material):
+                return _outcome(current, Action.REUSED, 0, 0, plans)
+            if round_ < USER_WAIT_ROUNDS and not all(n in stored for n in names.material):
                 sleep(random.uniform(0.05, 0.2) * (round_ + 1))  # noqa: S311
                 continue  # an owner may still be writing a new bundle
             raise NotOwner(_user_refusal(props.rack, claim, current))
@@ -134,7 +137,7 @@ def ensure(
                 removed += len(store.delete(current.removals, should_stop=should_stop))
             if current.action is not Action.REUSED and action is None:
                 action = current.action  # only removals: a retire's window closing, a cancel
-            return _outcome(current, values, names, action, written, removed, plans)
+            return _outcome(current, action, written, removed, plans)
         _log_plan(current)
         try:
             for write in issue(current, props, now):
@@ -166,8 +169,6 @@ def ensure(
 
 def _outcome(
     current: Plan,
-    values: dict[str, str],
-    names: BundleNames,
     action: Action | None,
     written: int,
     removed: int,
@@ -176,10 +177,11 @@ def _outcome(
     """What a plan that writes nothing (any more) leaves: the stored bundle, as it is."""
     assert current.authority is not None, "a plan that writes nothing kept its CA"
     signer = current.authority.cert
-    bundle = current.staging.stored_bundle or (signer,)
+    names = current.names
+    bundle = current.stored.ca_bundle or (signer,)
     # One CA: the value as stored, byte for byte; several: the signer's alone (the whole trust
     # set stays in ca-cert, for the getter; both would not fit a response).
-    value = values[names.cert(Item.CA)] if len(bundle) == 1 else None
+    value = current.stored.values[names.cert(Item.CA)] if len(bundle) == 1 else None
     return Outcome(
         action or Action.REUSED,
         names,

@@ -11,19 +11,21 @@ import datetime as dt
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .certificates import KeyAlgorithm, max_validity_days
-from .rotation import RotationStage, parse_stage
+from .model import (
+    DEFAULT_KEY_ALGORITHM,
+    DEFAULT_RENEW_BEFORE_DAYS,
+    DEFAULT_SERVER_SANS,
+    DEFAULT_VALIDITY_DAYS,
+    GeneratorProperties,
+    GetterProperties,
+    RotationStage,
+)
 
 #: Properties CloudFormation or the old rack template add to every custom resource.
 ALWAYS_ALLOWED = frozenset({"ServiceToken", "ServiceTimeout", "Description"})
-
-DEFAULT_KEY_ALGORITHM = KeyAlgorithm.RSA_2048
-DEFAULT_VALIDITY_DAYS = 36500
-DEFAULT_RENEW_BEFORE_DAYS = 60
-DEFAULT_SERVER_SANS = ("localhost", "127.0.0.1")
 
 #: A stack name is at most 128 characters; the hex prefix doubles it and must leave room in
 #: parameter names and in CloudFormation's 4096-byte response.
@@ -42,28 +44,6 @@ class PropertyError(ValueError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name} {problem}")
         self.name = name
-
-
-@dataclass(frozen=True)
-class GeneratorProperties:
-    """What a ``Custom::SelfSignedCertificate`` asks for."""
-
-    rack: str
-    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM
-    validity_days: int = DEFAULT_VALIDITY_DAYS
-    renew_before_days: int = DEFAULT_RENEW_BEFORE_DAYS
-    server_subject_alt_names: tuple[str, ...] = DEFAULT_SERVER_SANS
-    kms_key_id: str | None = None
-    rotation_token: str | None = None
-    rotation_stage: RotationStage | None = None  # a staged CA replacement: see handler.rotation
-
-
-@dataclass(frozen=True)
-class GetterProperties:
-    """What a ``Custom::SelfSignedCertificateGetter`` asks for."""
-
-    rack: str
-    parameter_key: str
 
 
 def _refuse_unknown(properties: Mapping[str, Any], known: frozenset[str]) -> None:
@@ -263,6 +243,17 @@ def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> Generato
         rotation_token=token or None,
         rotation_stage=_rotation_stage(properties),
     )
+
+
+def parse_stage(value: object) -> RotationStage | None:
+    """A stage from a property value: None for absent or empty; ValueError for anything else."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        for stage_ in RotationStage:
+            if value.strip().lower() == stage_.value:
+                return stage_
+    raise ValueError(value)
 
 
 def _rotation_stage(properties: Mapping[str, Any]) -> RotationStage | None:

@@ -21,17 +21,17 @@ every step is idempotent (a repeated stage writes nothing) and a rollback is the
 going back on purpose. Keys are moved before they are removed from where they were, so a crash
 between any two writes leaves a state the next request finishes.
 
-:func:`stage` returns a :class:`Staging`: the CA values the rest of the decision
-(:func:`handler.bundle.plan`) sees, the other CAs ``ca-cert`` must trust, and the key moves
-and removals. Leaves need nothing from here: once the signer is another CA, the ordinary rule
-(a leaf not signed by the signing CA is reissued) reissues them.
+:func:`stage` reads the decoded :class:`handler.stored.StoredBundle` and returns a
+:class:`Staging`: the CA the rest of the decision (:func:`handler.bundle.plan`) sees, the other
+CAs ``ca-cert`` must trust, and the key moves and removals. Leaves need nothing from here:
+once the signer is another CA, the ordinary rule (a leaf not signed by the signing CA is
+reissued) reissues them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -42,24 +42,14 @@ from .certificates import (
     CA_COMMON_NAME,
     CertificateAuthority,
     KeyAlgorithm,
-    PrivateKey,
-    Unreadable,
-    certificate_from_stored,
-    certificate_pem,
-    certificates_from_stored,
     issuer_name_of,
-    private_key_from_stored,
     public_key_der,
     same_key,
-    to_stored,
 )
-
-
-class RotationStage(Enum):
-    """The ``RotationStage`` property's values (absent or empty: steady)."""
-
-    INTRODUCE = "introduce"
-    SWITCH = "switch"
+from .codec import PrivateKey, certificate_pem, to_stored
+from .model import RotationStage
+from .names import Item
+from .stored import StoredBundle, StoredKey, StoredPair
 
 
 class Step(Enum):
@@ -88,9 +78,9 @@ class Move:
 class Staging:
     """A request's effect on the CAs, before certificates are checked or issued."""
 
-    #: ``ca-key`` and ``ca-cert`` as the rest of the decision should see them: the signer's key
-    #: and its certificate alone (as stored, when no rotation is in progress).
-    ca_values: Mapping[str, str]
+    #: The CA as the rest of the decision should see it: the signer's key and its certificate
+    #: alone (as stored, when no rotation is in progress).
+    ca: StoredPair
     #: The other CAs ``ca-cert`` holds after the signer, in order.
     trusted: tuple[x509.Certificate, ...] = ()
     #: A new CA of this algorithm is to be made (its key to ``next-ca-key``) and trusted.
@@ -99,10 +89,6 @@ class Staging:
     removals: tuple[str, ...] = ()  # deleted after every write
     step: Step | None = None  # None: nothing staged changes (a repeated stage)
     reason: str = ""  # for an operator: what this stage does now
-    #: The stored bundle's certificates (empty when it is missing or unreadable).
-    stored_bundle: tuple[x509.Certificate, ...] = ()
-    #: Every extra parameter that is stored, for a full rotation to remove.
-    extras: tuple[str, ...] = ()
 
 
 def _stage_text(stage: RotationStage | None) -> str:
@@ -139,46 +125,13 @@ def generation_subject(key: PrivateKey) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{CA_COMMON_NAME} {digest}")])
 
 
-def parse_stage(value: object) -> RotationStage | None:
-    """A stage from a property value: None for absent or empty; ValueError for anything else."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
-        for stage_ in RotationStage:
-            if value.strip().lower() == stage_.value:
-                return stage_
-    raise ValueError(value)
-
-
-@dataclass(frozen=True)
-class _Key:
-    value: str  # as stored: moved byte for byte
-    key: PrivateKey
-
-
-def _key(values: Mapping[str, str], name: str) -> _Key | None:
-    value = values.get(name)
-    if value is None:
-        return None
-    try:
-        return _Key(value, private_key_from_stored(value))
-    except Unreadable:
-        return None
-
-
-def _same(a: _Key | None, b: _Key | None) -> bool:
+def _same(a: StoredKey | None, b: StoredKey | None) -> bool:
     return a is not None and b is not None and public_key_der(a.key) == public_key_der(b.key)
 
 
 def stage(
-    values: Mapping[str, str],
+    stored: StoredBundle,
     *,
-    ca_cert: str,
-    ca_key: str,
-    next_ca_key: str,
-    previous_ca_key: str,
-    previous_ca_cert: str,
-    leaves: Sequence[x509.Certificate],
     requested: RotationStage | None,
     previous: RotationStage | None,
     algorithm: KeyAlgorithm,
@@ -187,99 +140,73 @@ def stage(
 ) -> Staging:
     """What ``requested`` does to the stored CAs (``previous``: the stage the stack asked for
     before this update, None on a Create). Raises :class:`StageRefused` for a stage that cannot
-    follow what is stored. The parameter names are passed in: this module knows no layout."""
-    extras = tuple(n for n in (next_ca_key, previous_ca_key, previous_ca_cert) if n in values)
-    bundle: tuple[x509.Certificate, ...] = ()
-    if ca_cert in values:
-        try:
-            bundle = certificates_from_stored(values[ca_cert])
-        except Unreadable:
-            bundle = ()
-    retired: x509.Certificate | None = None
-    if previous_ca_cert in values:
-        try:
-            retired = certificate_from_stored(values[previous_ca_cert])
-        except Unreadable:
-            retired = None
-    signer = _key(values, ca_key)
-    new, old = _key(values, next_ca_key), _key(values, previous_ca_key)
-    known = [*bundle, *([retired] if retired else [])]
-
-    def stored_cert_of(holder: _Key) -> x509.Certificate | None:
-        return next((cert for cert in known if same_key(cert, holder.key)), None)
-
-    def cert_of(holder: _Key) -> x509.Certificate:
-        """The stored certificate of this CA key, or one rebuilt for it: by the name its
-        stored leaves chain through, else the name an introduced CA gets."""
-        found = stored_cert_of(holder)
-        if found is not None:
-            return found
-        subject = issuer_name_of(holder.key, leaves) or generation_subject(holder.key)
-        return CertificateAuthority.from_key(
-            holder.key, subject=subject, validity_days=validity_days, now=now
-        ).cert
-
-    def outcome(
-        holder: _Key,
-        step: Step | None,
-        *,
-        trusted: tuple[x509.Certificate, ...] = (),
-        moves: tuple[Move | None, ...] = (),
-        removals: tuple[str, ...] = (),
-        introduce: KeyAlgorithm | None = None,
-        reason: str = "",
-    ) -> Staging:
-        """``holder`` signs, trusting ``trusted`` beside it; ``step`` is reported only when
-        something is to change."""
-        mine = cert_of(holder)
-        kept_moves = tuple(m for m in moves if m is not None)
-        kept_removals = tuple(n for n in removals if n in values)
-        after = [public_key_der(mine), *(public_key_der(c) for c in trusted)]
-        changes = (
-            bool(kept_moves or kept_removals or introduce)
-            or after != [public_key_der(c) for c in bundle]
-            or not _same(signer, holder)
-        )
-        return Staging(
-            {ca_key: holder.value, ca_cert: to_stored(certificate_pem(mine))},
-            trusted=trusted,
-            introduce=introduce,
-            moves=kept_moves,
-            removals=kept_removals,
-            step=step if changes else None,
-            reason=reason if changes else "",
-            stored_bundle=bundle,
-            extras=extras,
-        )
-
-    def as_stored(removals: tuple[str, ...] = (), reason: str = "") -> Staging:
-        """No rotation in progress: the CA values as stored, for the ordinary rules."""
-        ca_values = {name: values[name] for name in (ca_key, ca_cert) if name in values}
-        if signer is not None and len(bundle) > 1:
-            mine = stored_cert_of(signer)
-            if mine is not None:
-                ca_values[ca_cert] = to_stored(certificate_pem(mine))
-        return Staging(
-            ca_values, removals=removals, reason=reason, stored_bundle=bundle, extras=extras
-        )
-
-    # --- no rotation in progress -------------------------------------------------------------
+    follow what is stored."""
+    stager = _Stager(stored, validity_days, now)
+    new, old = stored.next_ca_key, stored.previous_ca_key
     if new is None and old is None:
-        others = tuple(c for c in bundle if signer is None or not same_key(c, signer.key))
+        return stager.no_rotation_in_progress(requested, previous, algorithm)
+    signer = stored.signer
+    # A rotation in progress: which key is the new CA's, which the old one's.
+    new_ca: StoredKey | None
+    old_ca: StoredKey | None
+    if new is not None and old is None:
+        new_ca, old_ca = new, signer
+    elif old is not None and new is None:
+        new_ca, old_ca = signer, old
+    else:  # both: a switch, or its rollback, interrupted between writes
+        new_ca, old_ca = new, old
+    if new_ca is None or old_ca is None or _same(new_ca, old_ca):
+        # The signing key is gone, or the stored keys contradict each other: the ordinary
+        # rules rotate to a new CA, which removes every extra parameter.
+        return stager.as_stored()
+    if requested is RotationStage.SWITCH:
+        return stager.switch(new_ca, old_ca)
+    if requested is RotationStage.INTRODUCE:
+        return stager.back_to_introduce(new_ca, old_ca)
+    if _same(signer, new_ca) and old is not None:
+        return stager.retire(new_ca, old_ca)  # steady after a switch
+    return stager.cancel(old_ca)  # steady after an introduce
+
+
+class _Stager:
+    """The stage rules over one decoded bundle: each step says which key signs and which
+    CAs stay trusted; :meth:`_outcome` turns that into moves, removals and the CA view."""
+
+    def __init__(self, stored: StoredBundle, validity_days: int, now: dt.datetime) -> None:
+        self.stored = stored
+        self.names = stored.names
+        self.ca_key = stored.names.key(Item.CA)
+        self.validity_days = validity_days
+        self.now = now
+        self.known = [*stored.ca_bundle, *([stored.retired] if stored.retired else [])]
+        self.leaves = [leaf.cert for leaf in stored.leaves.values() if leaf.cert is not None]
+
+    # --- steps with no rotation in progress --------------------------------------------------
+
+    def no_rotation_in_progress(
+        self,
+        requested: RotationStage | None,
+        previous: RotationStage | None,
+        algorithm: KeyAlgorithm,
+    ) -> Staging:
+        signer, bundle, retired = self.stored.signer, self.stored.ca_bundle, self.stored.retired
         if signer is None:
-            return as_stored()  # nothing to stage around: the ordinary rules decide
+            return self.as_stored()  # nothing to stage around: the ordinary rules decide
         if requested is None:
-            if others and stored_cert_of(signer) is not None:
+            others = tuple(c for c in bundle if not same_key(c, signer.key))
+            if others and self._stored_cert_of(signer) is not None:
                 # A CA beside the signer and no key for it: a retire rolled back (its
                 # certificate is still in previous-ca-cert for the window) or a hand-edited
                 # bundle. Only the signer stays trusted.
-                return outcome(signer, Step.RETIRED, reason="only the signing CA stays trusted")
-            closing = previous is None and previous_ca_cert in values
-            return as_stored(
-                removals=(previous_ca_cert,) if closing else (),
-                reason="the retired CA's certificate is dropped (the rollback window closes)"
-                if closing
-                else "",
+                return self._outcome(
+                    signer, Step.RETIRED, reason="only the signing CA stays trusted"
+                )
+            closing = previous is None and self.names.previous_ca_cert in self.stored.values
+            if not closing:
+                return self.as_stored()
+            return self.as_stored(
+                removals=(self.names.previous_ca_cert,),
+                reason="the retired CA's certificate is dropped (the rollback window closes)",
             )
         if requested is RotationStage.SWITCH:
             if retired is None:
@@ -288,7 +215,7 @@ def stage(
                     "none a rollback could bring back. Set RotationStage introduce first and "
                     "roll it out to every instance, then switch."
                 )
-            return outcome(
+            return self._outcome(
                 signer,
                 Step.SWITCHED,
                 trusted=(retired,),
@@ -300,71 +227,125 @@ def stage(
                 "its key is gone, so it cannot sign again. Remove RotationStage, or start a new "
                 "rotation (introduce) from an update without it."
             )
-        return outcome(
+        return self._outcome(
             signer,
             Step.INTRODUCED,
             introduce=algorithm,
-            removals=(previous_ca_cert,),
+            removals=(self.names.previous_ca_cert,),
             reason=f"a new CA ({algorithm.value}) is trusted beside the signing one",
         )
 
-    # --- a rotation in progress: which key is the new CA's, which the old one's --------------
-    new_ca: _Key | None
-    old_ca: _Key | None
-    if new is not None and old is None:
-        new_ca, old_ca = new, signer
-    elif old is not None and new is None:
-        new_ca, old_ca = signer, old
-    else:  # both: a switch, or its rollback, interrupted between writes
-        new_ca, old_ca = new, old
-    if new_ca is None or old_ca is None or _same(new_ca, old_ca):
-        # The signing key is gone, or the stored keys contradict each other: the ordinary
-        # rules rotate to a new CA, which removes every extra parameter.
-        return as_stored()
+    def as_stored(self, removals: tuple[str, ...] = (), reason: str = "") -> Staging:
+        """No rotation in progress: the CA as stored, for the ordinary rules; of a bundle of
+        several CAs, the signer's own certificate."""
+        ca, signer = self.stored.ca, self.stored.signer
+        if signer is not None and len(self.stored.ca_bundle) > 1:
+            mine = self._stored_cert_of(signer)
+            if mine is not None:
+                ca = StoredPair(mine, signer.key)
+        return Staging(ca, removals=removals, reason=reason)
 
-    if requested is RotationStage.SWITCH:
-        return outcome(
+    # --- steps of a rotation in progress -----------------------------------------------------
+
+    def switch(self, new_ca: StoredKey, old_ca: StoredKey) -> Staging:
+        names, stored = self.names, self.stored
+        return self._outcome(
             new_ca,
             Step.SWITCHED,
-            trusted=(cert_of(old_ca),),
+            trusted=(self._cert_of(old_ca),),
             moves=(
-                None if old is not None else Move(previous_ca_key, old_ca.value, True),
-                None if _same(signer, new_ca) else Move(ca_key, new_ca.value, True),
+                None if stored.previous_ca_key else Move(names.previous_ca_key, old_ca.value, True),
+                None if _same(stored.signer, new_ca) else Move(self.ca_key, new_ca.value, True),
             ),
-            removals=(next_ca_key,),
+            removals=(names.next_ca_key,),
             reason="the new CA signs; the server and client certificates are reissued by it",
         )
-    if requested is RotationStage.INTRODUCE:
-        return outcome(
+
+    def back_to_introduce(self, new_ca: StoredKey, old_ca: StoredKey) -> Staging:
+        """Introduce while a rotation is in progress: a repeat, or a switch rolled back."""
+        names, stored = self.names, self.stored
+        return self._outcome(
             old_ca,
             Step.INTRODUCED,
-            trusted=(cert_of(new_ca),),
+            trusted=(self._cert_of(new_ca),),
             moves=(
-                None if new is not None else Move(next_ca_key, new_ca.value, True),
-                None if _same(signer, old_ca) else Move(ca_key, old_ca.value, True),
+                None if stored.next_ca_key else Move(names.next_ca_key, new_ca.value, True),
+                None if _same(stored.signer, old_ca) else Move(self.ca_key, old_ca.value, True),
             ),
-            removals=(previous_ca_key,),
+            removals=(names.previous_ca_key,),
             reason="the CA that signed before signs again; the new one stays trusted"
-            if old is not None
+            if stored.previous_ca_key is not None
             else "a new CA is trusted beside the signing one",
         )
-    if _same(signer, new_ca) and old is not None:  # steady after a switch: retire
+
+    def retire(self, new_ca: StoredKey, old_ca: StoredKey) -> Staging:
+        retired = self.stored.retired
         holds_old = retired is not None and same_key(retired, old_ca.key)
-        return outcome(
+        old_cert = None if holds_old else to_stored(certificate_pem(self._cert_of(old_ca)))
+        return self._outcome(
             new_ca,
             Step.RETIRED,
             moves=(
-                None
-                if holds_old
-                else Move(previous_ca_cert, to_stored(certificate_pem(cert_of(old_ca))), False),
+                None if old_cert is None else Move(self.names.previous_ca_cert, old_cert, False),
             ),
-            removals=(previous_ca_key, next_ca_key),
+            removals=(self.names.previous_ca_key, self.names.next_ca_key),
             reason="only the new CA stays trusted; the old CA's key is removed",
         )
-    return outcome(  # steady after an introduce: cancel
-        old_ca,
-        Step.CANCELLED,
-        moves=(None if _same(signer, old_ca) else Move(ca_key, old_ca.value, True),),
-        removals=(next_ca_key, previous_ca_key),
-        reason="the introduced CA is dropped; it never signed",
-    )
+
+    def cancel(self, old_ca: StoredKey) -> Staging:
+        signs = _same(self.stored.signer, old_ca)
+        return self._outcome(
+            old_ca,
+            Step.CANCELLED,
+            moves=(None if signs else Move(self.ca_key, old_ca.value, True),),
+            removals=(self.names.next_ca_key, self.names.previous_ca_key),
+            reason="the introduced CA is dropped; it never signed",
+        )
+
+    # --- the CA certificates of keys, and the outcome of a step ------------------------------
+
+    def _stored_cert_of(self, holder: StoredKey) -> x509.Certificate | None:
+        return next((cert for cert in self.known if same_key(cert, holder.key)), None)
+
+    def _cert_of(self, holder: StoredKey) -> x509.Certificate:
+        """The stored certificate of this CA key, or one rebuilt for it: by the name its
+        stored leaves chain through, else the name an introduced CA gets."""
+        found = self._stored_cert_of(holder)
+        if found is not None:
+            return found
+        subject = issuer_name_of(holder.key, self.leaves) or generation_subject(holder.key)
+        return CertificateAuthority.from_key(
+            holder.key, subject=subject, validity_days=self.validity_days, now=self.now
+        ).cert
+
+    def _outcome(
+        self,
+        holder: StoredKey,
+        step: Step | None,
+        *,
+        trusted: tuple[x509.Certificate, ...] = (),
+        moves: tuple[Move | None, ...] = (),
+        removals: tuple[str, ...] = (),
+        introduce: KeyAlgorithm | None = None,
+        reason: str = "",
+    ) -> Staging:
+        """``holder`` signs, trusting ``trusted`` beside it; ``step`` is reported only when
+        something is to change."""
+        mine = self._cert_of(holder)
+        kept_moves = tuple(m for m in moves if m is not None)
+        kept_removals = tuple(n for n in removals if n in self.stored.values)
+        after = [public_key_der(mine), *(public_key_der(c) for c in trusted)]
+        changes = (
+            bool(kept_moves or kept_removals or introduce)
+            or after != [public_key_der(c) for c in self.stored.ca_bundle]
+            or not _same(self.stored.signer, holder)
+        )
+        return Staging(
+            StoredPair(mine, holder.key),
+            trusted=trusted,
+            introduce=introduce,
+            moves=kept_moves,
+            removals=kept_removals,
+            step=step if changes else None,
+            reason=reason if changes else "",
+        )

@@ -85,9 +85,30 @@ MODULES: dict[str, list[str]] = {
     "certificates": [
         "tests/test_certificates.py",
         "tests/test_certificate_profile.py",
+        "tests/test_adopted_ca.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
     ],
+    "codec": [
+        "tests/test_certificates.py",
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_adopted_ca.py",
+    ],
+    "stored": [
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_stale_events.py",
+        "tests/test_app.py",
+    ],
+    "issuance": [
+        "tests/test_certificate_profile.py",
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_reliability_convox.py",
+    ],
+    "names": ["tests/test_app.py", "tests/test_ensure.py", "tests/test_ownership.py"],
+    "model": ["tests/test_properties.py", "tests/test_app.py"],
 }
 #: Only the fast tests: a mutant that only the slow fuzz, fault-matrix, concurrency or timing
 #: tests catch is a sign the fast ones miss it.

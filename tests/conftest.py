@@ -15,8 +15,8 @@ from devkit import ssm_rules
 from devkit.events import STACK_ID, LambdaContext, event
 from handler import app
 from handler.ensure import Requester
+from handler.model import GeneratorProperties
 from handler.ownership import Resource
-from handler.properties import GeneratorProperties
 from handler.store import ParameterStore
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devkit import ssm_rules
-from handler.bundle import BundleNames, Item
-from handler.certificates import certificate_pem, private_key_pem, to_stored
+from handler.codec import certificate_pem, private_key_pem, to_stored
+from handler.names import BundleNames, Item
 
 VERSION = "20260418101514"
 

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from handler.bundle import BundleNames, Item
+from handler.names import BundleNames, Item
 
 
 @dataclass(frozen=True)

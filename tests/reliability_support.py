@@ -22,9 +22,12 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from devkit.ssm_server import LocalSsm, local_ssm
-from handler.bundle import BundleNames, Decision, Item, plan
-from handler.certificates import certificate_from_stored, fingerprint
-from handler.properties import GeneratorProperties
+from handler.bundle import Decision, plan
+from handler.certificates import fingerprint
+from handler.codec import certificate_from_stored
+from handler.model import GeneratorProperties
+from handler.names import BundleNames, Item
+from handler.stored import StoredBundle
 
 Record = Callable[[str, object], None]
 
@@ -207,7 +210,9 @@ def versions(client: Any, names: BundleNames) -> dict[str, int]:
 def assert_healthy(values: Mapping[str, str], props: GeneratorProperties, now: dt.datetime) -> str:
     """The stored bundle plans as all-reuse (healthy by docs/DESIGN.md §3); returns the CA's
     fingerprint."""
-    current = plan(values, props, rotate=False, now=now)
+    current = plan(
+        StoredBundle.decode(values, BundleNames.for_rack(props.rack)), props, rotate=False, now=now
+    )
     assert [p.decision for p in current] == [Decision.REUSE] * 3, [
         (p.item.value, p.reason) for p in current
     ]

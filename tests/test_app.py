@@ -11,9 +11,10 @@ import pytest
 
 from devkit.events import LambdaContext, event, stack_arn
 from handler import app
-from handler.bundle import BundleNames, Item
-from handler.certificates import certificate_from_stored, fingerprint
+from handler.certificates import fingerprint
 from handler.cfn import MAX_RESPONSE_BYTES, response_body
+from handler.codec import certificate_from_stored
+from handler.names import BundleNames, Item
 from tests import legacy
 from tests.conftest import (
     GENERATOR,

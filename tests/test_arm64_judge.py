@@ -8,8 +8,9 @@ import datetime as dt
 from typing import Any
 
 from devkit.arm64_lifecycle import RACK, judge
-from handler.bundle import BundleNames, Item
-from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose, to_stored
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose
+from handler.codec import to_stored
+from handler.names import BundleNames, Item
 
 NAMES = BundleNames.for_rack(RACK)
 VERSIONS = {name: 1 for name in NAMES.material}

@@ -24,17 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from moto import mock_aws
 
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    KeyAlgorithm,
-    certificate_from_stored,
-    certificates_from_stored,
-    public_key_der,
-    signed_by,
-    subject_alt_names,
-)
+from handler.certificates import KeyAlgorithm, public_key_der, signed_by, subject_alt_names
+from handler.codec import certificate_from_stored, certificates_from_stored
 from handler.ensure import ensure
-from handler.rotation import RotationStage
+from handler.model import RotationStage
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests.conftest import NOW, props
 

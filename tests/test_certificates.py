@@ -25,14 +25,16 @@ from handler.certificates import (
     CertificateAuthority,
     KeyAlgorithm,
     Purpose,
+    fingerprint,
+    is_ca,
+    same_key,
+)
+from handler.codec import (
     Unreadable,
     certificate_from_stored,
     certificate_pem,
-    fingerprint,
-    is_ca,
     private_key_from_stored,
     private_key_pem,
-    same_key,
     to_stored,
 )
 from tests.conftest import NOW

@@ -21,19 +21,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 import docker_tls_cli as cli
 from devkit import ssm_rules
 from docker_tls_cli import plan as cli_plan
-from handler.bundle import BundleNames, Item, plan
+from handler.bundle import plan
 from handler.certificates import (
     CertificateAuthority,
     KeyAlgorithm,
     Purpose,
-    certificate_from_stored,
     fingerprint,
-    private_key_from_stored,
     same_key,
     signed_by,
-    to_stored,
 )
+from handler.codec import certificate_from_stored, private_key_from_stored, to_stored
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.properties import parse_generator
 from handler.store import ParameterStore
 from tests.conftest import NOW, OWNER, RecordingClient, client_error, props, ssm_versions
@@ -806,7 +805,7 @@ def test_plan_uses_bundle_plan(
 def _introduce(store: ParameterStore) -> None:
     import dataclasses
 
-    from handler.rotation import RotationStage
+    from handler.model import RotationStage
 
     staged = dataclasses.replace(props(RACK), rotation_stage=RotationStage.INTRODUCE)
     ensure(store, staged, rotate=False, now=NOW)

@@ -15,9 +15,9 @@ import pytest
 
 import docker_tls_cli as cli
 from docker_tls_cli.verify import EXIT_REFRESH
-from handler.bundle import BundleNames
 from handler.ensure import ensure
-from handler.rotation import RotationStage
+from handler.model import RotationStage
+from handler.names import BundleNames
 from handler.store import ParameterStore
 from tests.conftest import NOW, RecordingClient, props, ssm_versions
 

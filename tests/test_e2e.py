@@ -14,8 +14,9 @@ from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import LocalSsm, local_ssm
 from handler import app
-from handler.bundle import BundleNames, Item
-from handler.certificates import certificate_from_stored, signed_by
+from handler.certificates import signed_by
+from handler.codec import certificate_from_stored
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 
 GENERATOR, GETTER = app.GENERATOR, app.GETTER

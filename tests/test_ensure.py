@@ -10,21 +10,25 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from handler.bundle import Action, BundleNames, Item
+from handler.bundle import Action
 from handler.certificates import (
     CertificateAuthority,
     KeyAlgorithm,
     Purpose,
-    certificate_from_stored,
-    certificate_pem,
     fingerprint,
-    private_key_from_stored,
     same_key,
     signed_by,
+)
+from handler.codec import (
+    certificate_from_stored,
+    certificate_pem,
+    private_key_from_stored,
     to_stored,
 )
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore, StoreError
+from handler.stored import StoredBundle
 from tests import legacy
 from tests.conftest import NOW, RecordingClient, client_error, props, ssm_versions
 
@@ -375,7 +379,7 @@ def test_an_interrupted_rotation_finishes_as_a_rotation(
     """A crash after the new CA key was written leaves it beside the old CA certificate."""
     first = ensure(store, props(), rotate=False, now=NOW)
     new_key = KeyAlgorithm.ECDSA_P256.generate()
-    from handler.certificates import private_key_pem
+    from handler.codec import private_key_pem
 
     _replace(ssm, NAMES.key(Item.CA), to_stored(private_key_pem(new_key)), secure=True)
     with caplog.at_level(logging.WARNING):
@@ -536,14 +540,14 @@ def test_the_reasons_an_operator_reads(ssm: Any, store: ParameterStore) -> None:
     from handler.bundle import plan
 
     ensure(store, props(), rotate=False, now=NOW)
-    healthy = plan(_values(ssm), props(), rotate=False, now=NOW)
+    healthy = plan(StoredBundle.decode(_values(ssm), NAMES), props(), rotate=False, now=NOW)
     assert [p.reason for p in healthy] == ["healthy", "healthy", "healthy"]
     ssm.delete_parameter(Name=NAMES.cert(Item.SERVER))
     rsa = props(key_algorithm=KeyAlgorithm.RSA_2048)
-    damaged = plan(_values(ssm), rsa, rotate=False, now=NOW)
+    damaged = plan(StoredBundle.decode(_values(ssm), NAMES), rsa, rotate=False, now=NOW)
     assert damaged.items[1].reason == "certificate not stored"
     assert damaged.items[2].reason == "key is ECDSA-P256, KeyAlgorithm asks for RSA-2048"
-    kept = plan(_values(ssm), props(), rotate=False, now=NOW)
+    kept = plan(StoredBundle.decode(_values(ssm), NAMES), props(), rotate=False, now=NOW)
     assert kept.items[1].reason == "certificate not stored; the stored key is kept"
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import BundleNames
 from handler.ensure import ensure
+from handler.names import BundleNames
 from handler.properties import parse_generator
 from handler.store import ParameterStore
 from tests.material import Material, read_material

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devkit import invoke
-from handler.bundle import BundleNames
+from handler.names import BundleNames
 
 # Each test starts an SSM endpoint and receivers, some a subprocess: the full run only.
 pytestmark = pytest.mark.slow

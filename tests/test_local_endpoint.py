@@ -19,7 +19,7 @@ import pytest
 
 from devkit import invoke, local_endpoint, ssm_rules
 from devkit.dockerd import dockerd_available, private_dockerd
-from handler.bundle import BundleNames
+from handler.names import BundleNames
 from tests.peers import DOCKER_CLI, docker_cli_available
 
 # Background endpoint processes (and a daemon): the full run only.

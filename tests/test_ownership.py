@@ -13,7 +13,7 @@ import pytest
 
 from devkit.events import stack_arn
 from handler import app
-from handler.bundle import BundleNames, Item
+from handler.names import BundleNames, Item
 from handler.ownership import Resource, Standing, claim, may_delete
 from tests import legacy
 from tests.conftest import NOW, Invoke

@@ -15,7 +15,7 @@ import pytest
 import docker_tls_cli as cli
 from devkit import local_endpoint, rehearse
 from docker_tls_cli.verify import EXIT_REFRESH
-from handler.bundle import BundleNames
+from handler.names import BundleNames
 from tests.conftest import RecordingClient
 
 # Each test starts the lasting endpoint (a process of its own): the full run only.

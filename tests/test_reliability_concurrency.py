@@ -21,8 +21,8 @@ import pytest
 from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from handler import app
-from handler.bundle import BundleNames, Item
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests.conftest import OWNER, props
 from tests.reliability_support import (

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import Action, BundleNames, Item
-from handler.certificates import KeyAlgorithm, private_key_from_stored, public_key_der
+from handler.bundle import Action
+from handler.certificates import KeyAlgorithm, public_key_der
+from handler.codec import private_key_from_stored
 from handler.ensure import ensure
-from handler.rotation import RotationStage
+from handler.model import RotationStage
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests import legacy
 from tests.conftest import NOW, props

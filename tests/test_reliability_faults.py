@@ -19,9 +19,10 @@ import pytest
 
 from devkit.events import LambdaContext, event
 from handler import app
-from handler.bundle import Action, BundleNames, Item
+from handler.bundle import Action
 from handler.certificates import KeyAlgorithm
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore, StoreError
 from tests.conftest import NOW, OWNER, props
 from tests.reliability_support import (

@@ -27,18 +27,15 @@ from hypothesis import strategies as st
 
 from devkit.events import LambdaContext, event
 from handler import app
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    CertificateAuthority,
-    KeyAlgorithm,
-    Purpose,
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose, fingerprint
+from handler.codec import (
     certificate_from_stored,
     certificate_pem,
-    fingerprint,
     private_key_from_stored,
     to_stored,
 )
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests.conftest import OWNER, RecordingClient, props
 from tests.reliability_support import Record, assert_healthy, figure, stored_values, versions

@@ -23,8 +23,8 @@ from devkit.events import LambdaContext, event
 from devkit.loopback import free_port
 from devkit.receiver import Receiver, response_receiver
 from handler import app, cfn
-from handler.bundle import BundleNames, Item
 from handler.ensure import ensure
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests.conftest import NOW, OWNER, RecordingClient, client_error, props
 from tests.reliability_support import Record, figure

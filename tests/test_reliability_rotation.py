@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import Action, Item
-from handler.certificates import (
+from handler.bundle import Action
+from handler.certificates import public_key_der, signed_by
+from handler.codec import (
     certificate_from_stored,
     certificates_from_stored,
     private_key_from_stored,
-    public_key_der,
-    signed_by,
 )
+from handler.names import Item
 from handler.store import ParameterStore
 from tests.conftest import NOW, OWNER
 from tests.reliability_support import Record, figure

@@ -22,7 +22,7 @@ import pytest
 from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from handler import app, logs
-from handler.bundle import BundleNames
+from handler.names import BundleNames
 from handler.store import ParameterStore
 from tests.reliability_support import Record, figure, http_client, shared_ssm
 

@@ -14,20 +14,19 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import Action, BundleNames, Item
-from handler.certificates import (
-    CA_COMMON_NAME,
+from handler.bundle import Action
+from handler.certificates import CA_COMMON_NAME, fingerprint, same_key, signed_by
+from handler.codec import (
     certificate_from_stored,
     certificates_from_stored,
-    fingerprint,
     private_key_from_stored,
-    same_key,
-    signed_by,
 )
 from handler.ensure import Outcome, ensure
-from handler.properties import GeneratorProperties
-from handler.rotation import RotationStage, StageRefused
+from handler.model import GeneratorProperties, RotationStage
+from handler.names import BundleNames, Item
+from handler.rotation import StageRefused
 from handler.store import ParameterStore
+from handler.stored import StoredBundle
 from tests.conftest import NOW, RecordingClient, props, ssm_versions
 
 RACK = "staged"
@@ -387,12 +386,12 @@ def test_a_two_ca_rsa_3072_bundle_is_too_large_for_a_getter(invoke: Any) -> None
 def test_the_stage_is_read_from_what_is_stored(
     store: ParameterStore, ssm: Any, steady: dict[str, str]
 ) -> None:
-    from handler.bundle import stored_stage
+    from handler.stored import StoredBundle
 
-    seen = [stored_stage(_values(ssm), NAMES)]
+    seen = [StoredBundle.decode(_values(ssm), NAMES).stage]
     for stage, previous in ((INTRODUCE, None), (SWITCH, INTRODUCE), (None, SWITCH), (SWITCH, None)):
         _step(store, stage, previous)
-        seen.append(stored_stage(_values(ssm), NAMES))
+        seen.append(StoredBundle.decode(_values(ssm), NAMES).stage)
     assert seen == [None, INTRODUCE, SWITCH, None, SWITCH]  # retired; then a retire rolled back
 
 
@@ -419,7 +418,7 @@ def test_an_introduced_ca_is_named_by_its_key(
     from handler.certificates import public_key_der
 
     introduce = _props(INTRODUCE)
-    planned = plan(_values(ssm), introduce, rotate=False, now=NOW)
+    planned = plan(StoredBundle.decode(_values(ssm), NAMES), introduce, rotate=False, now=NOW)
     assert planned.items[0].reason == (
         "healthy; a new CA (ECDSA-P256) is trusted beside the signing one"
     )
@@ -437,7 +436,8 @@ def test_a_ca_beside_the_signer_with_no_key_is_retired(
 ) -> None:
     """A bundle holding another CA and no rotation in progress (hand-edited): an ordinary
     update retires it; nothing of it is kept, as no stack update ever trusted it."""
-    from handler.certificates import CertificateAuthority, KeyAlgorithm, bundle_pem, to_stored
+    from handler.certificates import CertificateAuthority, KeyAlgorithm
+    from handler.codec import bundle_pem, to_stored
 
     other = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=9, now=NOW).cert
     signer = certificate_from_stored(steady[NAMES.cert(Item.CA)])
@@ -468,7 +468,7 @@ def test_a_ca_certificate_stored_twice_is_stored_once_and_kept(
 ) -> None:
     """No rotation in progress and the signer's certificate twice in ca-cert: the bundle is
     rewritten with it once, the very same certificate (nothing re-signed)."""
-    from handler.certificates import bundle_pem, to_stored
+    from handler.codec import bundle_pem, to_stored
 
     signer = certificate_from_stored(steady[NAMES.cert(Item.CA)])
     ssm.put_parameter(

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import BundleNames, Item
 from handler.certificates import KeyAlgorithm
 from handler.ensure import ensure
-from handler.properties import GeneratorProperties, parse_generator
-from handler.rotation import RotationStage
+from handler.model import GeneratorProperties, RotationStage
+from handler.names import BundleNames, Item
+from handler.properties import parse_generator
 from handler.store import ParameterStore
 from tests.legacy import store_convox_rack
 from tests.material import Material, read_material

@@ -22,14 +22,9 @@ from devkit import sam_local
 from devkit.docker_engine import SYSTEM_SOCKET
 from devkit.dockerd import dockerd_available
 from devkit.sam_cli import DEFAULT_VENV
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    CertificateAuthority,
-    KeyAlgorithm,
-    Purpose,
-    certificate_pem,
-    to_stored,
-)
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose
+from handler.codec import certificate_pem, to_stored
+from handler.names import BundleNames, Item
 
 PREFIX = BundleNames.for_rack("docker-tls-example").prefix
 NAMES = BundleNames(PREFIX)

@@ -26,16 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devkit import local_endpoint, ssm_invariants, ssm_rules
 from devkit.ssm_server import local_ssm
-from handler.bundle import BundleNames
-from handler.certificates import (
-    CertificateAuthority,
-    KeyAlgorithm,
-    bundle_pem,
-    certificate_pem,
-    private_key_pem,
-    to_stored,
-)
+from handler.certificates import CertificateAuthority, KeyAlgorithm
+from handler.codec import bundle_pem, certificate_pem, private_key_pem, to_stored
 from handler.ensure import ensure
+from handler.names import BundleNames
 from handler.store import ParameterStore, StoreError
 from tests.conftest import props
 

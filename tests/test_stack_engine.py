@@ -32,7 +32,7 @@ from devkit.stack_lifecycle import (
     stored_fingerprints,
     user_data_digest,
 )
-from handler.bundle import BundleNames, Item
+from handler.names import BundleNames, Item
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

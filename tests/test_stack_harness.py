@@ -122,7 +122,8 @@ def test_fingerprints_are_read_in_order() -> None:
 
     from cryptography.hazmat.primitives import hashes
 
-    from handler.certificates import CertificateAuthority, KeyAlgorithm, certificate_pem
+    from handler.certificates import CertificateAuthority, KeyAlgorithm
+    from handler.codec import certificate_pem
 
     now = dt.datetime.now(dt.UTC)
     first, second = (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from handler.bundle import BundleNames
+from handler.names import BundleNames
 from tests.conftest import Invoke
 
 RACK = "stale"

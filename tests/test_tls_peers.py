@@ -38,17 +38,14 @@ from devkit.events import LambdaContext, event
 from devkit.receiver import Receiver, response_receiver
 from devkit.ssm_server import local_ssm
 from handler import app
-from handler.bundle import BundleNames, Item
-from handler.certificates import (
-    CertificateAuthority,
-    KeyAlgorithm,
-    Purpose,
+from handler.certificates import CertificateAuthority, KeyAlgorithm, Purpose, fingerprint
+from handler.codec import (
     certificate_from_stored,
     certificate_pem,
-    fingerprint,
     private_key_from_stored,
     to_stored,
 )
+from handler.names import BundleNames, Item
 from handler.store import ParameterStore
 from tests.peers import (
     Daemon,
