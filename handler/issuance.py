@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from . import rotation
-from .bundle import PURPOSES, Decision, Plan
+from . import health, rotation
+from .bundle import Decision, Plan
 from .certificates import CertificateAuthority
 from .codec import bundle_pem, private_key_pem, to_stored
 from .model import GeneratorProperties
@@ -63,7 +63,7 @@ def issue(plan: Plan, props: GeneratorProperties, now: dt.datetime) -> list[Writ
             continue
         item = item_plan.item
         leaf = authority.issue(
-            PURPOSES[item],
+            health.PURPOSES[item],
             props.key_algorithm,
             validity_days=props.validity_days,
             now=now,

@@ -107,6 +107,13 @@ MODULES: dict[str, list[str]] = {
         "tests/test_rotation.py",
         "tests/test_reliability_convox.py",
     ],
+    "health": [
+        "tests/test_ensure.py",
+        "tests/test_rotation.py",
+        "tests/test_app.py",
+        "tests/test_certificate_profile.py",
+        "tests/test_adopted_ca.py",
+    ],
     "names": ["tests/test_app.py", "tests/test_ensure.py", "tests/test_ownership.py"],
     "model": ["tests/test_properties.py", "tests/test_app.py"],
 }
