@@ -16,7 +16,6 @@ import datetime as dt
 import importlib.metadata
 import io
 import json
-import logging
 import os
 import platform
 import re
@@ -26,45 +25,19 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "BENCHMARKS.md"
+from calls import ssm_calls
+from harness import ALGORITHMS, Harness, mock_aws, new_rack
+from report import DOC, ROOT, cpu, median, ms, p90, table, write_section
+
+from handler import bundle
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
-RESPONSE_URL = "https://cloudformation-custom-resource-response.example/r?X-Amz-Signature=s"
-
-
-def _fake_aws_env() -> None:
-    """Fake credentials and a region: nothing here may reach a real account."""
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSM"):
-        os.environ.pop(key, None)
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_REGION="us-east-1",
-        LOG_LEVEL="INFO",
-    )
-
-
-_fake_aws_env()
-sys.path.insert(0, str(ROOT))
-# The handler logs at INFO as in Lambda; formatting and redaction are part of its cost, the
-# terminal is not: the root handler writes to /dev/null (handler.logs.setup formats it).
-logging.getLogger().addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
-
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from report import cpu, median, ms, p90, table, write_section  # noqa: E402
-
-from devkit.events import LambdaContext, event  # noqa: E402
-from handler import app, bundle, certificates, ensure  # noqa: E402
-from handler.store import ParameterStore  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
 
@@ -85,126 +58,7 @@ def machine() -> dict[str, str]:
     }
 
 
-class Timers:
-    """Accumulated wall time per label, for functions wrapped from the outside."""
-
-    def __init__(self) -> None:
-        self.spent: defaultdict[str, float] = defaultdict(float)
-
-    def reset(self) -> None:
-        self.spent.clear()
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.spent[label] += time.perf_counter() - start
-
-        setattr(owner, name, timed)
-
-
-class Harness:
-    """lambda_handler against one in-memory moto SSM, responses captured, calls counted."""
-
-    def __init__(self) -> None:
-        self.client = boto3.client("ssm", region_name="us-east-1")
-        self.calls: Counter[str] = Counter()
-        self.client.meta.events.register("before-call.ssm", self._count)
-        self.store = ParameterStore(self.client, sleep=lambda _: None)
-        self.timers = Timers()
-        self.sent: list[Any] = []
-        app.store = self.store
-        app.helper.send_response = self._record  # type: ignore[method-assign]
-        t = self.timers
-        t.wrap(self.store, "read", "ssm")
-        t.wrap(self.store, "put", "ssm")
-        t.wrap(self.store, "delete", "ssm")
-        t.wrap(ensure, "plan", "plan")
-        t.wrap(ensure, "issue", "issue")
-        t.wrap(bundle, "certificate_from_stored", "parse")
-        t.wrap(bundle, "private_key_from_stored", "parse")
-        t.wrap(certificates.KeyAlgorithm, "generate", "keygen")
-
-    def _record(self, url: str, body: Any) -> bool:
-        self.sent.append(body)
-        return True
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls[model.name] += 1
-
-    def invoke(
-        self,
-        request_type: str,
-        properties: dict[str, Any],
-        *,
-        physical_id: str | None = None,
-        old_properties: dict[str, Any] | None = None,
-        resource_type: str = app.GENERATOR,
-    ) -> tuple[dict[str, Any], float]:
-        body = event(
-            request_type,
-            resource_type,
-            "DockerTLS",
-            properties,
-            response_url=RESPONSE_URL,
-            physical_id=physical_id,
-            old_properties=old_properties,
-        )
-        self.sent.clear()
-        self.calls.clear()
-        self.timers.reset()
-        context = LambdaContext()
-        start = time.perf_counter()
-        app.lambda_handler(body, context)
-        elapsed = time.perf_counter() - start
-        if len(self.sent) != 1 or self.sent[0]["Status"] != "SUCCESS":
-            raise RuntimeError(f"{request_type} did not succeed: {self.sent}")
-        return self.sent[0], elapsed
-
-
-_racks = iter(range(1_000_000))
-
-
-def new_rack() -> str:
-    return f"bench-{os.getpid()}-{next(_racks)}"
-
-
 # --------------------------------------------------------------------------- measurements
-
-
-def ssm_calls(h: Harness) -> tuple[str, dict[str, Any]]:
-    rack = new_rack()
-    props = {"Rack": rack}
-    pid = bundle.rack_prefix(rack)
-    rows: list[list[Any]] = []
-    result: dict[str, Any] = {}
-
-    def record(label: str, body: dict[str, Any]) -> None:
-        calls = dict(h.calls)
-        reads = sum(n for op, n in calls.items() if op.startswith("Get"))
-        writes = sum(n for op, n in calls.items() if not op.startswith("Get"))
-        ops = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
-        rows.append([label, body.get("Data", {}).get("Action", "-"), reads, writes, ops])
-        result[label] = {"reads": reads, "writes": writes, "calls": calls}
-
-    body, _ = h.invoke("Create", props)
-    record("Create, empty store", body)
-    body, _ = h.invoke("Update", props, physical_id=pid, old_properties=props)
-    record("Update, reuse", body)
-    changed = {**props, "ServerSubjectAltNames": "localhost,127.0.0.1,docker.internal"}
-    body, _ = h.invoke("Update", changed, physical_id=pid, old_properties=props)
-    record("Update, one leaf reissued (server SANs changed)", body)
-    getter = {"Rack": rack, "ParameterKey": f"{pid}-docker-tls-ca-cert"}
-    body, _ = h.invoke("Create", getter, resource_type=app.GETTER)
-    record("Getter Create (CA certificate)", body)
-    body, _ = h.invoke("Delete", changed, physical_id=pid)
-    record("Delete", body)
-    text = table(["request", "Action", "read calls", "write calls", "by operation"], rows)
-    return text, result
 
 
 def _reuse_series(h: Harness, runs: int, algorithm: str) -> dict[str, list[float]]:
