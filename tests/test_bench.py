@@ -23,12 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
 sys.path.insert(0, "bench")
-import run
-with run.mock_aws():
-    h = run.Harness()
-    _, calls = run.ssm_calls(h)
-    series = run._reuse_series(h, 2, "ECDSA-P256")
-print(json.dumps({"calls": calls, "series": sorted(series)}))
+import calls, harness, latency
+with harness.mock_aws():
+    h = harness.Harness()
+    _, counted = calls.ssm_calls(h)
+    series = latency.reuse_series(h, 2, "ECDSA-P256")
+print(json.dumps({"calls": counted, "series": sorted(series)}))
 """
 
 
