@@ -9,7 +9,7 @@ Importing this module sets the process up before boto3 or the handler are loaded
 credentials and a region, so that nothing reaches a real account (the fresh interpreters of
 the cold-start and memory measures inherit them), and a root log handler that writes to
 /dev/null, so the handler's INFO logging (formatting, redaction) is part of its cost while the
-terminal is not.
+terminal is not. :func:`subprocess_env` hands that environment to the fresh interpreters.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from report import ROOT
@@ -40,6 +41,18 @@ def _fake_aws_env() -> None:
     )
 
 
+def subprocess_env(pycache: Path | None, write_bytecode: bool, path: Path = ROOT) -> dict[str, str]:
+    """This process's environment (fake AWS included) for a fresh interpreter that imports
+    from ``path``: bytecode cached under ``pycache``, or not written at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(path)
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if not write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
 _fake_aws_env()
 sys.path.insert(0, str(ROOT))
 # The handler logs at INFO as in Lambda; formatting and redaction are part of its cost, the
@@ -53,7 +66,7 @@ from devkit.events import LambdaContext, event  # noqa: E402
 from handler import GENERATOR, app, bundle, certificates, ensure  # noqa: E402
 from handler.store import ParameterStore  # noqa: E402
 
-__all__ = ["ALGORITHMS", "Harness", "Timers", "mock_aws", "new_rack"]
+__all__ = ["ALGORITHMS", "Harness", "Timers", "mock_aws", "new_rack", "subprocess_env"]
 
 
 class Timers:
