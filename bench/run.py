@@ -4,9 +4,20 @@ Run with ``make bench`` (or ``.venv/bin/python bench/run.py``). Prints markdown 
 rewrites the generated part of ``docs/BENCHMARKS.md`` (between the ``bench:begin``/``bench:end``
 markers; the hand-written notes around them are kept).
 
-Everything runs against in-memory moto with fake credentials: it never talks to AWS. The
-handler is measured as shipped: the script only wraps functions from the outside (to split
-the time into parse, verify and SSM) and replaces the CloudFormation response sender.
+Everything runs against in-memory moto with fake credentials: it never talks to AWS. This
+script is the driver: it parses the arguments, repeats every measure (``--repeat`` whole runs,
+which the targets judge together), and writes the document. Each measure is a module of its
+own, with what it measures and why at its top:
+
+- harness.py: the handler in-process against moto, measured as shipped (wrapped from outside);
+- calls.py: SSM calls per request;
+- latency.py: Update-reuse and Create latency, per KeyAlgorithm;
+- openssl.py: a Create against the OpenSSL command-line recipe from Docker's docs;
+- cold_start.py: what importing the handler adds to a fresh interpreter;
+- memory.py: peak RSS of a fresh process serving one Create;
+- artifact.py: the size of the zip Lambda is given;
+- targets.py: the figures the project promises, judged on every run;
+- report.py: statistics, tables and the document's generated section (shared with runtime.py).
 """
 
 from __future__ import annotations
@@ -21,7 +32,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from artifact import artifact
@@ -31,14 +41,14 @@ from harness import Harness, mock_aws
 from latency import reuse_latency
 from memory import memory
 from openssl import creates_vs_openssl
-from report import DOC, ROOT, cpu, median, table, write_section
+from report import DOC, ROOT, cpu, write_section
+from targets import targets
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
-# --------------------------------------------------------------------------- helpers
-
 
 def machine() -> dict[str, str]:
+    """What the figures were measured on: CPU, Python, library versions, OpenSSL."""
     openssl = subprocess.run(
         ["openssl", "version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -52,75 +62,6 @@ def machine() -> dict[str, str]:
         "libraries": versions,
         "openssl": openssl or "not found",
     }
-
-
-# --------------------------------------------------------------------------- report
-
-
-@dataclass(frozen=True)
-class Target:
-    """A figure the project promises, judged on every run's value, never on a lucky one."""
-
-    name: str
-    wanted: str
-    unit: str
-    worst: Callable[[list[float]], float]  # the conservative figure: max of a cost, min of a gain
-    met: Callable[[float], bool]
-    value: Callable[[dict[str, Any]], float]  # one run's figure from its results
-
-
-TARGETS = [
-    Target("Update-reuse SSM reads", "1", "", max, lambda v: v == 1,
-           lambda r: r["calls"]["Update, reuse"]["reads"]),
-    Target("Update-reuse SSM writes", "0", "", max, lambda v: v == 0,
-           lambda r: r["calls"]["Update, reuse"]["writes"]),
-    Target("Update-reuse handler compute, RSA-2048 (median of the run)", "≤ 10", "ms", max,
-           lambda v: v <= 10, lambda r: r["reuse"]["handler compute (total - SSM)"] * 1000),
-    Target("OpenSSL recipe / our Create, RSA-2048 (medians of the run)", "≥ 4", "x", min,
-           lambda v: v >= 4, lambda r: r["create"]["openssl_ratio"]),
-    Target("cold-start overhead over bare boto3 + x509", "≤ 20", "ms", max,
-           lambda v: v <= 20, lambda r: r["cold"]["overhead"] * 1000),
-    Target("boto3 clients created at import", "0", "", max, lambda v: v == 0,
-           lambda r: r["cold"]["clients"]),
-    Target("peak RSS, Create RSA-4096, handler without moto", "≤ 100", "MB", max,
-           lambda v: v <= 100, lambda r: r["memory"]["RSA-4096 no moto"]),
-]  # fmt: skip
-
-
-def targets(runs: list[dict[str, Any]]) -> str:
-    """The targets table and the sentence that sums it up, from the same numbers."""
-    rows: list[list[Any]] = []
-    missed: list[str] = []
-    for target in TARGETS:
-        values = [target.value(run) for run in runs]
-        worst = target.worst(values)
-        ok = target.met(worst)
-        if not ok:
-            missed.append(f"{target.name} ({worst:g}{target.unit}, wanted {target.wanted})")
-
-        def shown(value: float, unit: str = target.unit) -> str:
-            return f"{value:.1f}{unit}" if unit else f"{value:g}"
-
-        rows.append(
-            [
-                target.name,
-                f"{target.wanted}{target.unit}",
-                len(values),
-                shown(min(values)),
-                shown(median(values)),
-                shown(max(values)),
-                f"{'max' if target.worst is max else 'min'}: {shown(worst)}",
-                "yes" if ok else "**no**",
-            ]
-        )
-    text = table(["target", "wanted", "runs", "min", "median", "max", "judged on", "met"], rows)
-    verdict = (
-        f"**All {len(TARGETS)} targets are met** on the conservative figure of {len(runs)} runs."
-        if not missed
-        else f"**{len(TARGETS) - len(missed)} of {len(TARGETS)} targets are met** on the "
-        f"conservative figure of {len(runs)} runs; not met: {'; '.join(missed)}."
-    )
-    return f"{verdict}\n\n{text}"
 
 
 def write_doc(generated: str) -> None:
