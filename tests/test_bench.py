@@ -1,8 +1,8 @@
 """The benchmark's harness still runs against the handler, and its call counts hold.
 
-bench/run.py is a script (``make bench``), not a test; this keeps it from rotting silently
-when the handler changes, and pins the count the issue targets: an Update that reuses the
-bundle makes exactly one SSM read and no write.
+bench/ is a script (``make bench``: bench/run.py drives one module per measure), not a test;
+this keeps its harness from rotting silently when the handler changes, and pins the count the
+issue targets: an Update that reuses the bundle makes exactly one SSM read and no write.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
 sys.path.insert(0, "bench")
-import run
-with run.mock_aws():
-    h = run.Harness()
-    _, calls = run.ssm_calls(h)
-    series = run._reuse_series(h, 2, "ECDSA-P256")
-print(json.dumps({"calls": calls, "series": sorted(series)}))
+import calls, harness, latency
+with harness.mock_aws():
+    h = harness.Harness()
+    _, counted = calls.ssm_calls(h)
+    series = latency.reuse_series(h, 2, "ECDSA-P256")
+print(json.dumps({"calls": counted, "series": sorted(series)}))
 """
 
 
 def _probe(code: str) -> dict[str, Any]:
-    """Run ``code`` beside bench/run.py in a fresh interpreter (importing it sets up fake AWS
-    and logging for the whole process) and return the JSON it printed last."""
+    """Run ``code`` beside bench/'s modules in a fresh interpreter (importing bench/harness.py
+    sets up fake AWS and logging for the whole process) and return the JSON it printed last."""
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -63,7 +63,7 @@ def test_bench_harness_counts_one_read_and_no_write_for_a_reuse() -> None:
 VERDICT_PROBE = """
 import json, sys
 sys.path.insert(0, "bench")
-import run
+import targets
 
 def one(compute_ms, ratio, cold_ms, reads=1):
     return {
@@ -74,8 +74,8 @@ def one(compute_ms, ratio, cold_ms, reads=1):
         "memory": {"RSA-4096 no moto": 60.0},
     }
 
-steady = run.targets([one(1.2, 4.8, 12), one(1.3, 5.1, 13), one(1.4, 4.6, 11)])
-flipping = run.targets([one(1.2, 4.8, 12), one(1.3, 3.9, 13), one(1.4, 5.4, 21)])
+steady = targets.targets([one(1.2, 4.8, 12), one(1.3, 5.1, 13), one(1.4, 4.6, 11)])
+flipping = targets.targets([one(1.2, 4.8, 12), one(1.3, 3.9, 13), one(1.4, 5.4, 21)])
 print(json.dumps({"steady": steady, "flipping": flipping}))
 """
 
