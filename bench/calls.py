@@ -13,13 +13,14 @@ from typing import Any
 from harness import Harness, new_rack
 from report import table
 
-from handler import GETTER, bundle
+from handler import GETTER
+from handler.names import rack_prefix
 
 
 def ssm_calls(h: Harness) -> tuple[str, dict[str, Any]]:
     rack = new_rack()
     props = {"Rack": rack}
-    pid = bundle.rack_prefix(rack)
+    pid = rack_prefix(rack)
     rows: list[list[Any]] = []
     result: dict[str, Any] = {}
 

@@ -63,8 +63,9 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from devkit.events import LambdaContext, event  # noqa: E402
-from handler import GENERATOR, app, bundle, certificates, ensure  # noqa: E402
+from handler import GENERATOR, app, certificates, ensure  # noqa: E402
 from handler.store import ParameterStore  # noqa: E402
+from handler.stored import StoredBundle  # noqa: E402
 
 __all__ = ["ALGORITHMS", "Harness", "Timers", "mock_aws", "new_rack", "subprocess_env"]
 
@@ -109,8 +110,8 @@ class Harness:
         t.wrap(self.store, "delete", "ssm")
         t.wrap(ensure, "plan", "plan")
         t.wrap(ensure, "issue", "issue")
-        t.wrap(bundle, "certificate_from_stored", "parse")
-        t.wrap(bundle, "private_key_from_stored", "parse")
+        # Every stored value is decoded in StoredBundle.decode, once, before plan() decides.
+        t.wrap(StoredBundle, "decode", "parse")
         t.wrap(certificates.KeyAlgorithm, "generate", "keygen")
 
     def _record(self, url: str, body: Any) -> bool:
