@@ -18,7 +18,7 @@ from handler.event import (
     UnknownRequestType,
     parse,
 )
-from tests.conftest import GENERATOR, GETTER
+from tests.conftest import GENERATOR, GETTER, Invoke
 
 URL = "https://cfn.example/r?X-Amz-Signature=s"
 BASE = {"Rack": "convox", "Version": "20260101000000", "KeyAlgorithm": "ECDSA-P256"}
@@ -179,3 +179,20 @@ def test_parse_reads_each_field_once() -> None:
     assert raw.iterated == 0
     assert set(raw.reads.values()) == {1}
     assert "RequestType" in raw.reads and "OldResourceProperties" in raw.reads
+
+
+def test_a_whole_lifecycle_reads_each_field_of_each_event_once(invoke: Invoke) -> None:
+    """Below the edge nothing reads the raw event again: not the rules, not the response."""
+    requests = [
+        event("Create", GENERATOR, "DockerTLS", BASE, response_url=URL),
+        _update(OldResourceProperties=dict(BASE)),
+        event("Create", GETTER, "Getter", {"Rack": "convox", "ParameterKey": CA}, response_url=URL),
+        event("Delete", GENERATOR, "DockerTLS", BASE, response_url=URL, physical_id=HEX),
+    ]
+    for body in requests:
+        raw = _Recording(body)
+        response = invoke(body["RequestType"], {}, raw_event=raw)  # type: ignore[arg-type]
+        assert response["Status"] == "SUCCESS", response["Reason"]
+        assert response["RequestId"] == body["RequestId"]
+        assert raw.iterated == 0
+        assert max(raw.reads.values()) == 1, raw.reads
