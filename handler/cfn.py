@@ -1,27 +1,19 @@
 """The CloudFormation edge: one typed event in, exactly one response out, safely.
 
-Why ``CustomResource`` no longer subclasses crhelper's ``CfnResource`` (it did until issue 21):
-of ``CfnResource`` it used three two-line setters, ``create``/``update``/``delete``. Everything
-else had to be skipped or replaced, so the subclass was crhelper in name only:
-
-* its constructor builds lambda/events/logs boto3 clients for polling we never use (cold-start
-  time) and resets the root logger to DEBUG, which would log the event and its ResponseURL;
-* its ``__call__``, ``_wrap_function``, ``_send`` and ``_timeout`` read the raw event, may leave a
-  request unanswered or answer twice, keep the tail of a long Reason, send an empty
-  PhysicalResourceId on timeout and sleep before answering a Delete;
-* its functions run on the raw dict, while ours run on the typed ``CustomResourceEvent``
-  (``handler/event.py``);
-* inheriting still exposed the rest (``poll_create`` would register a poller nothing runs,
-  ``_cfn_response`` and ``generate_physical_id`` read attributes we never set).
-
-What crhelper does well is the shape of the Lambda edge, and that we keep: a few decorators
-(``@helper.create``, ``@helper.update``, ``@helper.delete``) registering functions of
-``(event, context)`` whose return value is the PhysicalResourceId, and ``Data``/``NoEcho`` set on
-the helper. This module adds what crhelper gets wrong: exactly one PUT per invocation, bounded
-retries, non-2xx logged as an error, the URL's signed query never logged, ``Reason`` front-loaded
-within 240 characters, the body kept under CloudFormation's 4096-byte limit, always a non-empty
-PhysicalResourceId, and a Lambda-timeout guard that answers FAILED early enough for the PUT to
-finish, with the PhysicalResourceId already chosen.
+``CustomResource`` composes nothing of crhelper's ``CfnResource`` and no longer subclasses it:
+the subclass inherited only three two-line setters (``create``/``update``/``delete``) and had
+to skip or replace the rest. crhelper's constructor builds boto3 clients for polling we never
+use (cold-start time) and resets the root logger to DEBUG (which would log the ResponseURL);
+its ``__call__``, ``_send`` and ``_timeout`` pass the raw event on, may answer twice or not at
+all, keep the tail of a long Reason, answer a timeout with an empty PhysicalResourceId and sleep
+before a Delete's answer; and what stayed inherited was a trap (``poll_create`` registered a
+poller nothing runs). What crhelper does well, the shape of the Lambda edge, we keep: a few
+decorators registering functions of ``(event, context)`` that return the PhysicalResourceId,
+with ``Data`` and ``NoEcho`` set on the helper. Ours get the typed ``CustomResourceEvent``
+(``handler/event.py``), parsed once here, and this module adds what crhelper lacks: one PUT per
+invocation with bounded retries, a refused PUT logged as an error, the signed query never
+logged, ``Reason`` front-loaded within 240 characters, the body within 4096 bytes, always a
+non-empty PhysicalResourceId, and a timeout guard that answers FAILED in time with that id.
 """
 
 from __future__ import annotations
