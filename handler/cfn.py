@@ -227,7 +227,7 @@ class CustomResource:
             logs.bind()
             log.error(
                 "the event is not a JSON object, so not a CloudFormation request; ignored",
-                extra={"event_type": error.type_name},
+                extra={"event_type": str(error)},
             )
             return
         logs.bind(**event.log_context())

@@ -40,12 +40,9 @@ class NotAnObject:
     type_name: str
 
 
-class NotAnEvent(Exception):
-    """The invocation's payload is not a JSON object, so not a CloudFormation request."""
-
-    def __init__(self, type_name: str) -> None:
-        super().__init__(f"the event is a {type_name}, not a JSON object")
-        self.type_name = type_name
+class NotAnEvent(TypeError):
+    """The payload is not a JSON object, so not a CloudFormation request; its message is the
+    payload's type name."""
 
 
 @dataclass(frozen=True)
