@@ -1,6 +1,8 @@
 """Lambda entry point: CloudFormation events in, calls to the bundle logic, responses out.
 
-Nothing here decides anything about certificates; it translates.
+Nothing here decides anything about certificates; it translates. The raw event never reaches
+this module's functions: ``helper`` parses it once (``handler/event.py``) and each function
+reads the typed ``CustomResourceEvent``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from . import GENERATOR, GETTER, logs
 from .certificates import fingerprint
 from .cfn import CustomResource, LambdaContext, RequestFailed, response_body
 from .ensure import NotConverged, NotOwner, Outcome, Requester, ensure
+from .event import CustomResourceEvent, NotAnObject, RequestType
 from .names import PARAMETER_SUFFIXES, BundleNames, Item, rack_prefix
 from .ownership import Resource, may_delete
 from .properties import (
@@ -74,23 +77,21 @@ def _property_failure(error: PropertyError) -> RequestFailed:
     return RequestFailed(f"{error}. Nothing was read or written; fix the property.")
 
 
-def _properties(event: Mapping[str, Any]) -> Mapping[str, Any]:
-    properties = event.get("ResourceProperties")
-    if properties is None:
-        return {}
-    if not isinstance(properties, Mapping):
+def _properties(event: CustomResourceEvent) -> Mapping[str, Any]:
+    properties = event.resource_properties
+    if isinstance(properties, NotAnObject):
         raise RequestFailed(
             f"ResourceProperties must be an object of properties, got "
-            f"{type(properties).__name__}. Nothing was read or written; fix the template."
+            f"{properties.type_name}. Nothing was read or written; fix the template."
         )
     return properties
 
 
-def _rotate(event: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
-    if event.get("RequestType") != "Update":
+def _rotate(event: CustomResourceEvent, properties: Mapping[str, Any]) -> bool:
+    if event.request_type is not RequestType.UPDATE:
         return False
-    old = event.get("OldResourceProperties")
-    if not isinstance(old, Mapping):
+    old = event.old_resource_properties
+    if old is None:
         # CloudFormation always sends them; without them a changed RotationToken cannot be
         # told from an unchanged one, and guessing "changed" would replace a healthy CA.
         log.warning("Update without OldResourceProperties: RotationToken not compared")
@@ -98,12 +99,12 @@ def _rotate(event: Mapping[str, Any], properties: Mapping[str, Any]) -> bool:
     return rotation_requested(properties, old)
 
 
-def _resource(event: Mapping[str, Any]) -> Resource:
+def _resource(event: CustomResourceEvent) -> Resource:
     """The CloudFormation resource a request comes from: a bundle's owner, or a user of it."""
-    return Resource(str(event.get("StackId") or ""), str(event.get("LogicalResourceId") or ""))
+    return Resource(event.stack_id, event.logical_resource_id)
 
 
-def _ensure(event: Mapping[str, Any]) -> str:
+def _ensure(event: CustomResourceEvent) -> str:
     now = dt.datetime.now(dt.UTC)
     properties = _properties(event)
     try:
@@ -111,12 +112,12 @@ def _ensure(event: Mapping[str, Any]) -> str:
     except PropertyError as error:
         raise _property_failure(error) from None
     rotate = _rotate(event, properties)
-    old = event.get("OldResourceProperties")
-    is_update = event.get("RequestType") == "Update" and isinstance(old, Mapping)
+    update = event.request_type is RequestType.UPDATE
+    old = event.old_resource_properties
+    is_update = update and old is not None
     requester = Requester(
         _resource(event),
-        answered_for_bundle=event.get("RequestType") == "Update"
-        and event.get("PhysicalResourceId") == rack_prefix(props.rack),
+        answered_for_bundle=update and event.physical_resource_id == rack_prefix(props.rack),
     )
     try:
         outcome = ensure(
@@ -152,7 +153,7 @@ def _ensure(event: Mapping[str, Any]) -> str:
     return rack_prefix(props.rack)
 
 
-def _get(event: Mapping[str, Any]) -> str:
+def _get(event: CustomResourceEvent) -> str:
     try:
         props = parse_getter(_properties(event))
     except PropertyError as error:
@@ -189,13 +190,13 @@ def _get(event: Mapping[str, Any]) -> str:
     helper.Data = data
     # A getter's identity never changes: a new id on Update would read to CloudFormation as a
     # replacement (getters adopted from the convox handler carry hex(Rack) as theirs).
-    return str(event.get("PhysicalResourceId") or key)
+    return event.physical_resource_id or key
 
 
 @helper.create
 @helper.update
-def create_or_update(event: Mapping[str, Any], context: LambdaContext) -> str:
-    resource_type = event.get("ResourceType")
+def create_or_update(event: CustomResourceEvent, context: LambdaContext) -> str:
+    resource_type = event.resource_type
     if resource_type == GENERATOR:
         return _ensure(event)
     if resource_type == GETTER:
@@ -207,8 +208,8 @@ def create_or_update(event: Mapping[str, Any], context: LambdaContext) -> str:
 
 
 @helper.delete
-def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
-    if event.get("ResourceType") != GENERATOR:
+def delete(event: CustomResourceEvent, context: LambdaContext) -> None:
+    if event.resource_type != GENERATOR:
         return  # a getter read nothing; an unknown type created nothing
     try:
         rack = parse_rack(_properties(event))
@@ -244,6 +245,7 @@ def delete(event: Mapping[str, Any], context: LambdaContext) -> None:
     log.info("bundle removed", extra={"removed": len(removed)})
 
 
-def lambda_handler(event: Mapping[str, Any], context: LambdaContext) -> None:
-    """The Lambda entry point (``handler.app.lambda_handler``)."""
+def lambda_handler(event: object, context: LambdaContext) -> None:
+    """The Lambda entry point (``handler.app.lambda_handler``): the payload is parsed once, in
+    ``helper``, and every function above reads the typed event."""
     helper(event, context)

@@ -1,15 +1,19 @@
-"""crhelper's decorator wiring with the CloudFormation duties it gets wrong fixed.
+"""The CloudFormation edge: one typed event in, exactly one response out, safely.
 
-We keep ``CfnResource``'s registration decorators and function wrapping, and replace:
-
-* construction: crhelper builds lambda/events/logs clients for polling we never use (cold-start
-  time) and resets the root logger to DEBUG, which would log the event and its ResponseURL;
-* the response: exactly one PUT per invocation, bounded retries, non-2xx logged as an error,
-  the URL's signed query never logged, ``Reason`` front-loaded within 240 characters, the body
-  kept under CloudFormation's 4096-byte limit, and always a non-empty PhysicalResourceId;
-* the Lambda-timeout guard: answers FAILED early enough for the PUT to finish, with the
-  PhysicalResourceId already chosen, instead of crhelper's empty one;
-* Delete: no ``sleep_on_delete`` wait.
+``CustomResource`` composes nothing of crhelper's ``CfnResource`` and no longer subclasses it:
+the subclass inherited only three two-line setters (``create``/``update``/``delete``) and had
+to skip or replace the rest. crhelper's constructor builds boto3 clients for polling we never
+use (cold-start time) and resets the root logger to DEBUG (which would log the ResponseURL);
+its ``__call__``, ``_send`` and ``_timeout`` pass the raw event on, may answer twice or not at
+all, keep the tail of a long Reason, answer a timeout with an empty PhysicalResourceId and sleep
+before a Delete's answer; and what stayed inherited was a trap (``poll_create`` registered a
+poller nothing runs). What crhelper does well, the shape of the Lambda edge, we keep: a few
+decorators registering functions of ``(event, context)`` that return the PhysicalResourceId,
+with ``Data`` and ``NoEcho`` set on the helper. Ours get the typed ``CustomResourceEvent``
+(``handler/event.py``), parsed once here, and this module adds what crhelper lacks: one PUT per
+invocation with bounded retries, a refused PUT logged as an error, the signed query never
+logged, ``Reason`` front-loaded within 240 characters, the body within 4096 bytes, always a
+non-empty PhysicalResourceId, and a timeout guard that answers FAILED in time with that id.
 """
 
 from __future__ import annotations
@@ -26,9 +30,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from crhelper import CfnResource
-
 from . import logs
+from .event import CustomResourceEvent, NotAnEvent, RequestType, UnknownRequestType, parse
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,7 @@ def send_response(
 
 
 def response_body(
-    event: Mapping[str, Any],
+    event: CustomResourceEvent,
     *,
     status: str,
     physical_resource_id: str,
@@ -156,9 +159,9 @@ def response_body(
         # Redacted like every log line: an unexpected exception's text may quote a value.
         "Reason": front_loaded(logs.redact(reason)) if reason else "",
         "PhysicalResourceId": physical_resource_id,
-        "StackId": event.get("StackId", ""),
-        "RequestId": event.get("RequestId", ""),
-        "LogicalResourceId": event.get("LogicalResourceId", ""),
+        "StackId": event.stack_id,
+        "RequestId": event.request_id,
+        "LogicalResourceId": event.logical_resource_id,
         "NoEcho": no_echo,
         "Data": dict(data or {}),
     }
@@ -179,43 +182,56 @@ def response_body(
     return body
 
 
-class CustomResource(CfnResource):
-    """crhelper's ``CfnResource`` answering every invocation exactly once, safely."""
+#: A registered function: the typed event and the Lambda context in, a PhysicalResourceId (or
+#: None to keep the one chosen up front) out.
+Function = Callable[[CustomResourceEvent, LambdaContext], str | None]
+
+
+class CustomResource:
+    """crhelper's decorator interface, answering every invocation exactly once, safely."""
 
     def __init__(self, *, timeout_margin: float = 3.0, response_attempts: int = 4) -> None:
-        # Deliberately not CfnResource.__init__ (see the module docstring); these are the
-        # attributes its registration and wrapping code use.
-        self._create_func = self._update_func = self._delete_func = None
-        self._poll_create_func = self._poll_update_func = self._poll_delete_func = None
+        self._functions: dict[RequestType, Function] = {}
         self._timer: threading.Timer | None = None
-        self._init_failed = None
         self._timeout_margin = timeout_margin
         self._response_attempts = response_attempts
         self._lock = threading.Lock()
         self._responded = False
-        self._event: Mapping[str, Any] = {}
+        self._event: CustomResourceEvent | None = None
         self._failure_id = ""
         self._deadline: float | None = None
         self.Status, self.Reason, self.PhysicalResourceId = SUCCESS, "", ""
         self.Data: dict[str, str] = {}
         self.NoEcho = False
 
-    def __call__(self, event: Mapping[str, Any], context: LambdaContext) -> None:
-        """Run the registered function for the event's RequestType and answer once."""
-        if not isinstance(event, Mapping):
+    def create(self, function: Function) -> Function:
+        """Register ``function`` for Create; it is returned unchanged, so decorators stack."""
+        self._functions[RequestType.CREATE] = function
+        return function
+
+    def update(self, function: Function) -> Function:
+        """Register ``function`` for Update."""
+        self._functions[RequestType.UPDATE] = function
+        return function
+
+    def delete(self, function: Function) -> Function:
+        """Register ``function`` for Delete."""
+        self._functions[RequestType.DELETE] = function
+        return function
+
+    def __call__(self, raw: object, context: LambdaContext) -> None:
+        """Parse the Lambda payload once, run the registered function and answer once."""
+        try:
+            event = parse(raw)
+        except NotAnEvent as error:
             logs.bind()
             log.error(
                 "the event is not a JSON object, so not a CloudFormation request; ignored",
-                extra={"event_type": type(event).__name__},
+                extra={"event_type": str(error)},
             )
             return
-        logs.bind(
-            RequestId=str(event.get("RequestId", ""))[:100],
-            RequestType=str(event.get("RequestType", ""))[:100],
-            ResourceType=str(event.get("ResourceType", ""))[:100],
-            LogicalResourceId=str(event.get("LogicalResourceId", ""))[:100],
-        )
-        if not event.get("ResponseURL") or not isinstance(event.get("ResponseURL"), str):
+        logs.bind(**event.log_context())
+        if not event.response_url:
             log.error("event has no ResponseURL: nothing can answer CloudFormation; ignored")
             return
         self._event = event
@@ -224,27 +240,23 @@ class CustomResource(CfnResource):
         # Chosen before any work, so even a timeout or crash answers with a usable id: the
         # event's own on Update/Delete, a marker on Create that a rollback Delete ignores.
         # Every FAILED answer carries it, whatever the function returned.
-        self._failure_id = str(
-            event.get("PhysicalResourceId") or f"failed-{event.get('RequestId') or 'unknown'}"
-        )
+        self._failure_id = event.physical_resource_id or f"failed-{event.request_id or 'unknown'}"
         self.PhysicalResourceId = self._failure_id
         log.info("request received")
-        request_type = event.get("RequestType")
-        function = {
-            "Create": self._create_func,
-            "Update": self._update_func,
-            "Delete": self._delete_func,
-        }.get(str(request_type))
+        request_type = event.request_type
         try:
             self._start_timer(context)
-            if function is None:
+            if isinstance(request_type, UnknownRequestType):
                 self.Status = FAILED
                 self.Reason = (
-                    f"RequestType {request_type!r} is not Create, Update or Delete: "
+                    f"RequestType {request_type.shown} is not Create, Update or Delete: "
                     "this event did not come from CloudFormation."
                 )
+            elif request_type not in self._functions:
+                self.Status = FAILED
+                self.Reason = f"No function is registered for RequestType {request_type.value!r}."
             else:
-                self._run(function, event, context)
+                self._run(self._functions[request_type], event, context)
             self._send()
         except Exception:  # our own bug must not leave the stack waiting for an hour
             log.error("unexpected error while answering", exc_info=True)
@@ -253,7 +265,7 @@ class CustomResource(CfnResource):
             if self._timer:
                 self._timer.cancel()
 
-    def _run(self, function: Callable[..., Any], event: Any, context: Any) -> None:
+    def _run(self, function: Function, event: CustomResourceEvent, context: LambdaContext) -> None:
         try:
             returned = function(event, context)
         except Exception as error:  # every failure becomes FAILED, never a missing response
@@ -284,15 +296,18 @@ class CustomResource(CfnResource):
             "retry the stack operation (a raised Lambda Timeout helps with RSA-4096).",
         )
 
-    def _send(self, status: str | None = None, reason: str = "", send_response: Any = None) -> None:
+    def _send(self, status: str | None = None, reason: str = "") -> None:
         with self._lock:
             if self._responded:
                 log.warning("a response was already sent for this request; not sending another")
                 return
+            event = self._event
+            if event is None:  # nothing was parsed: there is nowhere to answer
+                return
             self._responded = True
             status = status or self.Status
             body = response_body(
-                self._event,
+                event,
                 status=status,
                 physical_resource_id=self.PhysicalResourceId,
                 reason=reason or self.Reason,
@@ -305,8 +320,7 @@ class CustomResource(CfnResource):
                 # returned the bundle's id, or the size guard turns a SUCCESS into FAILED.
                 body["PhysicalResourceId"] = self._failure_id
                 log.warning("answering FAILED", extra={"reason": body["Reason"]})
-            send_response_ = send_response or self.send_response
-            send_response_(str(self._event["ResponseURL"]), body)
+            self.send_response(event.response_url, body)
 
     def send_response(self, url: str, body: Mapping[str, Any]) -> bool:
         return send_response(url, body, attempts=self._response_attempts, deadline=self._deadline)

@@ -122,30 +122,37 @@ def measure() -> dict[str, Flow]:
     properties = {"Rack": "flow", "KeyAlgorithm": "ECDSA-P256"}
     url = "https://cloudformation-custom-resource-response.example/r?X-Amz-Signature=s"
     flows: dict[str, Flow] = {}
-    with mock_aws():
-        client = boto3.client("ssm", region_name="us-east-1")
-        app.store = ParameterStore(client)
-        app.helper.send_response = lambda url, body: True  # type: ignore[method-assign]
-        physical = BundleNames.for_rack("flow").prefix
+    # The module's store and sender are borrowed for the measurement and given back: a test
+    # process goes on using them.
+    store, send = app.store, app.helper.send_response
+    try:
+        with mock_aws():
+            client = boto3.client("ssm", region_name="us-east-1")
+            app.store = ParameterStore(client)
+            app.helper.send_response = lambda url, body: True  # type: ignore[method-assign]
+            physical = BundleNames.for_rack("flow").prefix
 
-        def update() -> dict[str, Any]:
-            return event(
-                "Update",
-                GENERATOR,
-                "DockerTLS",
-                properties,
-                response_url=url,
-                physical_id=physical,
-                old_properties=properties,
-            )
+            def update() -> dict[str, Any]:
+                return event(
+                    "Update",
+                    GENERATOR,
+                    "DockerTLS",
+                    properties,
+                    response_url=url,
+                    physical_id=physical,
+                    old_properties=properties,
+                )
 
-        create = event("Create", GENERATOR, "DockerTLS", properties, response_url=url)
-        app.lambda_handler(create, LambdaContext())
-        with traced() as flows["Update, healthy (reused)"]:
-            app.lambda_handler(update(), LambdaContext())
-        client.delete_parameter(Name=BundleNames.for_rack("flow").cert(Item.SERVER))
-        with traced() as flows["Update, a leaf renewed"]:
-            app.lambda_handler(update(), LambdaContext())
+            create = event("Create", GENERATOR, "DockerTLS", properties, response_url=url)
+            app.lambda_handler(create, LambdaContext())
+            with traced() as flows["Update, healthy (reused)"]:
+                app.lambda_handler(update(), LambdaContext())
+            client.delete_parameter(Name=BundleNames.for_rack("flow").cert(Item.SERVER))
+            with traced() as flows["Update, a leaf renewed"]:
+                app.lambda_handler(update(), LambdaContext())
+    finally:
+        app.store = store
+        app.helper.send_response = send  # type: ignore[method-assign]
     return flows
 
 

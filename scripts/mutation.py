@@ -82,6 +82,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_reliability_convox.py",
     ],
     "cfn": ["tests/test_cfn.py", "tests/test_app.py", "tests/test_e2e.py"],
+    "event": ["tests/test_event.py", "tests/test_cfn.py", "tests/test_app.py"],
     "certificates": [
         "tests/test_certificates.py",
         "tests/test_certificate_profile.py",

@@ -14,6 +14,7 @@ from handler import app
 from handler.certificates import fingerprint
 from handler.cfn import MAX_RESPONSE_BYTES, response_body
 from handler.codec import certificate_from_stored
+from handler.event import parse
 from handler.names import BundleNames, Item
 from tests import legacy
 from tests.conftest import (
@@ -323,14 +324,20 @@ def test_the_timeout_guard_answers_once_with_the_chosen_id(
 
 def test_the_response_guard_keeps_bodies_under_4096_bytes() -> None:
     body = response_body(
-        {"RequestId": "r"}, status="SUCCESS", physical_resource_id="p", data={"Value": "x" * 5000}
+        parse({"RequestId": "r"}),
+        status="SUCCESS",
+        physical_resource_id="p",
+        data={"Value": "x" * 5000},
     )
     assert body["Status"] == "FAILED"
     assert body["Data"] == {}
     assert body["Reason"].startswith("Response would be")
     assert len(json.dumps(body).encode()) <= MAX_RESPONSE_BYTES
     fits = response_body(
-        {"RequestId": "r"}, status="SUCCESS", physical_resource_id="p", data={"Value": "x" * 3000}
+        parse({"RequestId": "r"}),
+        status="SUCCESS",
+        physical_resource_id="p",
+        data={"Value": "x" * 3000},
     )
     assert fits["Status"] == "SUCCESS"
 

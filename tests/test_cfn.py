@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from handler import cfn
+from handler.event import parse
 
 
 class _Received:
@@ -229,12 +230,14 @@ def test_a_request_type_cloudformation_never_sends_fails_saying_so(
 
 def test_a_body_too_large_or_not_json_is_failed_with_the_reason() -> None:
     too_large = cfn.response_body(
-        {}, status="SUCCESS", physical_resource_id="p", data={"V": "x" * 5000}
+        parse({}), status="SUCCESS", physical_resource_id="p", data={"V": "x" * 5000}
     )
     assert too_large["Reason"].startswith("Response would be 5") and too_large["Reason"].endswith(
         "bytes, over CloudFormation's 4096-byte limit: use a shorter Rack or a smaller key, or "
         "read the value from SSM."
     )
-    not_json = cfn.response_body({}, status="SUCCESS", physical_resource_id="p", data={"V": {1}})  # type: ignore[dict-item]
+    not_json = cfn.response_body(
+        parse({}), status="SUCCESS", physical_resource_id="p", data={"V": {1}}
+    )  # type: ignore[dict-item]
     assert not_json["Status"] == "FAILED"
     assert not_json["Reason"].startswith("Response is not JSON, over CloudFormation's")
