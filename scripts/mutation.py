@@ -91,6 +91,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_rotation.py",
     ],
     "codec": [
+        "tests/test_codec.py",
         "tests/test_certificates.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",

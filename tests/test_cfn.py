@@ -241,3 +241,51 @@ def test_a_body_too_large_or_not_json_is_failed_with_the_reason() -> None:
     )  # type: ignore[dict-item]
     assert not_json["Status"] == "FAILED"
     assert not_json["Reason"].startswith("Response is not JSON, over CloudFormation's")
+
+
+def test_no_attempt_is_made_when_the_lambdas_time_is_exactly_up(
+    http_receiver: tuple[str, _Received], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``left <= 0``: at the deadline itself no PUT starts (one would outlive the Lambda)."""
+    base, received = http_receiver
+    monkeypatch.setattr(cfn.time, "monotonic", lambda: 500.0)
+    assert not cfn.send_response(f"{base}/at-deadline", {"Status": "SUCCESS"}, deadline=500.0)
+    assert received.requests == []
+
+
+def test_the_response_must_be_delivered_a_quarter_second_before_the_lambdas_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deadline given to the PUT is the Lambda's end less 0.25 s, time to return."""
+    from devkit.events import LambdaContext, event
+
+    deadlines: list[float | None] = []
+    monkeypatch.setattr(cfn.time, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(
+        cfn,
+        "send_response",
+        lambda url, body, attempts, deadline: deadlines.append(deadline) or True,
+    )
+    resource = _resource(lambda event, context: "id")
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url="https://x/y")
+    context = LambdaContext(timeout_seconds=60)
+    monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 10_000)
+    resource(body, context)
+    assert deadlines == [1000.0 + 10.0 - 0.25]
+
+
+def test_a_failure_without_request_id_or_physical_id_is_named_failed_unknown() -> None:
+    """The up-front id when CloudFormation's event lacks both (a hand-made event)."""
+    sent: list[dict[str, Any]] = []
+
+    def fail(event: Any, context: Any) -> str:
+        raise cfn.RequestFailed("no")
+
+    resource = _resource(fail)
+    resource.send_response = lambda url, body: sent.append(dict(body)) or True  # type: ignore[method-assign]
+    from devkit.events import LambdaContext, event
+
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url="https://x/y")
+    del body["RequestId"]
+    resource(body, LambdaContext())
+    assert [s["PhysicalResourceId"] for s in sent] == ["failed-unknown"]

@@ -247,3 +247,22 @@ def test_an_owner_is_named_the_way_an_operator_knows_it() -> None:
     assert A.describe() == "DockerTLS in stack stack-a"
     assert Resource.from_stored(A.to_stored()) == A
     assert Resource("not-an-arn", "X").describe() == "X in stack not-an-arn"
+
+
+def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
+    """The whole message (the Reason shows its first 240 characters, the log all of it)."""
+    import dataclasses
+
+    from handler.certificates import KeyAlgorithm
+    from handler.ensure import NotOwner, Requester, ensure
+    from tests.conftest import props
+
+    owner = Requester(Resource(STACK_A, "DockerTLS"))
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=owner)
+    user = Requester(Resource(STACK_B, "DockerTLS"))
+    wants_more = dataclasses.replace(props(RACK), key_algorithm=KeyAlgorithm.ECDSA_P384)
+    with pytest.raises(NotOwner) as refused:
+        ensure(store, wants_more, rotate=False, now=NOW, requester=user)
+    assert str(refused.value).endswith(
+        ". Match the owner's properties, or give this resource a Rack of its own"
+    )

@@ -1,0 +1,105 @@
+"""The stored form (handler/codec.py): what each unreadable value is called, exactly.
+
+The words reach the operator: ``plan`` and the handler's reasons say "certificate unreadable
+(not PEM)". A value is refused, never half-read: a stray character is not skipped over.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+
+from handler.certificates import CertificateAuthority, KeyAlgorithm
+from handler.codec import (
+    Unreadable,
+    bundle_pem,
+    certificate_from_stored,
+    certificate_pem,
+    certificates_from_stored,
+    single_certificate,
+    to_stored,
+)
+from handler.names import BundleNames, Item
+from handler.stored import StoredBundle
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+_BROKEN_CERT = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+def _ca() -> CertificateAuthority:
+    return CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=30, now=NOW)
+
+
+def _problem(read: object, value: str) -> str:
+    with pytest.raises(Unreadable) as caught:
+        read(value)  # type: ignore[operator]
+    return str(caught.value)
+
+
+def test_base64_of_something_that_is_not_pem_is_called_not_pem() -> None:
+    value = to_stored(b"just some text\n")
+    assert _problem(certificate_from_stored, value) == "not PEM"
+    assert _problem(certificates_from_stored, value) == "not PEM"
+
+
+def test_a_character_outside_base64_makes_the_value_unreadable_not_skipped() -> None:
+    value = to_stored(certificate_pem(_ca().cert))
+    tampered = value[:40] + "*" + value[40:]
+    assert base64.b64decode(tampered, validate=False)  # a lenient decoder would read it
+    assert _problem(certificate_from_stored, tampered) == "not base64"
+
+
+def test_a_one_block_bundle_that_is_not_a_certificate_is_named_as_one_certificate() -> None:
+    value = to_stored(_BROKEN_CERT)
+    assert _problem(certificates_from_stored, value) == "PEM is not an X.509 certificate"
+    assert _problem(certificate_from_stored, value) == "PEM is not an X.509 certificate"
+    two = to_stored(_BROKEN_CERT * 2)
+    assert _problem(certificates_from_stored, two) == "PEM is not X.509 certificates"
+
+
+def test_the_cas_own_certificate_read_from_a_bundle_is_judged_as_a_single_read() -> None:
+    """One read of ``ca-cert`` serves both the trust set and the CA's own certificate, with
+    the words a single-certificate read would use."""
+    one, two = _ca().cert, _ca().cert
+    assert single_certificate((one,)) == one
+    with pytest.raises(Unreadable, match="^more than one PEM block$"):
+        single_certificate((one, two))
+    names = BundleNames.for_rack("codec")
+    for value, problem in (
+        (to_stored(bundle_pem((one, two))), "certificate unreadable (more than one PEM block)"),
+        (to_stored(_BROKEN_CERT), "certificate unreadable (PEM is not an X.509 certificate)"),
+        (to_stored(b"x"), "certificate unreadable (not PEM)"),
+    ):
+        stored = StoredBundle.decode({names.cert(Item.CA): value}, names)
+        assert stored.ca.cert_problem == problem
+        assert (
+            stored.ca.cert_problem
+            == "certificate unreadable (" + _problem(certificate_from_stored, value) + ")"
+        )
+
+
+def test_an_unreadable_value_keeps_its_message_and_block_count() -> None:
+    error = Unreadable("too many PEM blocks", blocks=9)
+    assert str(error) == "too many PEM blocks" and error.args == ("too many PEM blocks",)
+    assert error.blocks == 9
+
+
+def test_an_rsa_key_whose_numbers_are_consistent_is_read_even_with_d_of_one() -> None:
+    """The consistency check is arithmetic, not taste: with e = λ(n) + 1, d = 1 satisfies
+    e·d ≡ 1 (mod λ(n)), so the key is as consistent as any other; ``0 < d`` is the bound."""
+    import math
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import private_key_from_stored, private_key_pem
+
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_numbers()
+    p, q = numbers.p, numbers.q
+    e = math.lcm(p - 1, q - 1) + 1
+    odd = rsa.RSAPrivateNumbers(
+        p, q, 1, 1, 1, numbers.iqmp, rsa.RSAPublicNumbers(e, p * q)
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    key = private_key_from_stored(to_stored(private_key_pem(odd)))
+    assert isinstance(key, rsa.RSAPrivateKey) and key.private_numbers().d == 1
