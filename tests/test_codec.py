@@ -95,7 +95,7 @@ def test_an_rsa_key_whose_numbers_are_consistent_is_read_even_with_d_of_one() ->
 
     from handler.codec import private_key_from_stored, private_key_pem
 
-    numbers = rsa.generate_private_key(public_exponent=65537, key_size=1024).private_numbers()
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
     p, q = numbers.p, numbers.q
     e = math.lcm(p - 1, q - 1) + 1
     odd = rsa.RSAPrivateNumbers(
