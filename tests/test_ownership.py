@@ -275,3 +275,25 @@ def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
         "does not suit its properties: introduced (a new CA (ECDSA-P256) is trusted beside the "
         "signing one)."
     ) in str(refused.value)
+
+
+def test_the_owner_record_is_compact_json_with_sorted_keys() -> None:
+    """What the SSM console shows, and what every version of the handler writes alike."""
+    assert Resource(STACK_A, "DockerTLS").to_stored() == (
+        '{"LogicalResourceId":"DockerTLS","StackId":"' + STACK_A + '"}'
+    )
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"StackId": "", "LogicalResourceId": "DockerTLS"},
+        {"StackId": 7, "LogicalResourceId": "DockerTLS"},
+        {"StackId": STACK_A, "LogicalResourceId": 7},
+        {"StackId": STACK_A, "LogicalResourceId": ""},
+    ],
+)
+def test_a_record_without_a_stack_and_a_logical_id_as_text_names_no_owner(
+    record: dict[str, Any],
+) -> None:
+    assert Resource.from_stored(json.dumps(record)) is None
