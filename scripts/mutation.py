@@ -98,6 +98,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_adopted_ca.py",
     ],
     "stored": [
+        "tests/test_stored.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
         "tests/test_stale_events.py",
