@@ -130,10 +130,25 @@ def _calm(stderr: str) -> None:
     assert "Exception ignored" not in stderr
 
 
+#: Execs its arguments with SIGINT at its default, as a shell at a terminal starts a command.
+#: A suite started in the background (``bash -c 'make test &'``) inherits SIGINT ignored, and a
+#: Python started that way never raises KeyboardInterrupt: Ctrl-C would test nothing.
+_AS_AT_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def _interrupt(argv: Sequence[str], env: Mapping[str, str], ready: threading.Event) -> str:
-    """Start ``argv``, send SIGINT once ``ready`` (the request is in flight); its stderr."""
+    """Start ``argv`` as from a terminal, send SIGINT once ``ready`` (the request is in
+    flight); its stderr."""
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env), cwd=ROOT
+        [sys.executable, "-c", _AS_AT_A_TERMINAL, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+        cwd=ROOT,
     )
     try:
         assert ready.wait(30), "the request never reached the socket"
