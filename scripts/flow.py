@@ -8,7 +8,7 @@ function of one ``handler`` module calls a function of another; it *returns* to 
 that module was entered before, after the request had left it. Two counts: every call, and the
 request's *path*: calls that do something (not a property read or a constructor of a value)
 into a module that is not a vocabulary every layer uses (``names``, ``codec``,
-``certificates``, ``model``, ``logs``, or ``bundle`` and ``rotation`` before their split).
+``certificates``, ``model``, ``logs``).
 The same script runs on any commit, so a before and after are measured alike.
 """
 

@@ -98,6 +98,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_adopted_ca.py",
     ],
     "stored": [
+        "tests/test_stored.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
         "tests/test_stale_events.py",
@@ -117,7 +118,12 @@ MODULES: dict[str, list[str]] = {
         "tests/test_adopted_ca.py",
     ],
     "names": ["tests/test_app.py", "tests/test_ensure.py", "tests/test_ownership.py"],
-    "model": ["tests/test_properties.py", "tests/test_app.py"],
+    "model": [
+        "tests/test_properties.py",
+        "tests/test_app.py",
+        "tests/test_stale_events.py",
+        "tests/test_rotation.py",
+    ],
 }
 #: Only the fast tests: a mutant that only the slow fuzz, fault-matrix, concurrency or timing
 #: tests catch is a sign the fast ones miss it.

@@ -249,7 +249,8 @@ def test_no_attempt_is_made_when_the_lambdas_time_is_exactly_up(
     """``left <= 0``: at the deadline itself no PUT starts (one would outlive the Lambda)."""
     base, received = http_receiver
     monkeypatch.setattr(cfn.time, "monotonic", lambda: 500.0)
-    assert not cfn.send_response(f"{base}/at-deadline", {"Status": "SUCCESS"}, deadline=500.0)
+    delivered = cfn.send_response(f"{base}/at-deadline", {"Status": "SUCCESS"}, deadline=500.0)
+    assert delivered is False
     assert received.requests == []
 
 
@@ -289,3 +290,26 @@ def test_a_failure_without_request_id_or_physical_id_is_named_failed_unknown() -
     del body["RequestId"]
     resource(body, LambdaContext())
     assert [s["PhysicalResourceId"] for s in sent] == ["failed-unknown"]
+
+
+def test_the_default_guard_leaves_a_function_its_time_but_the_last_three_seconds(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """The handler's own CustomResource() (app.helper) answers FAILED only 3 s before the end:
+    a function finishing 1.2 s into 6.5 s of Lambda time is answered SUCCESS."""
+    import time
+
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+
+    def one_second(event: Any, context: Any) -> str:
+        time.sleep(1.2)
+        return "done"
+
+    resource = cfn.CustomResource()
+    resource.create(one_second)
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/d")
+    resource(body, LambdaContext(timeout_seconds=6.5))
+    [(_, _, sent, _)] = received.requests
+    assert (sent["Status"], sent["PhysicalResourceId"]) == ("SUCCESS", "done")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from devkit import ssm_rules
 from handler.bundle import Action
 from handler.certificates import (
     CertificateAuthority,
@@ -569,3 +570,26 @@ def test_the_parameter_names_are_the_convox_racks(ssm: Any) -> None:
         "636f6e766f78-docker-tls-previous-ca-key",
         "636f6e766f78-docker-tls-previous-ca-cert",
     )
+
+
+def test_a_user_waits_longer_each_round_for_an_owner_still_writing(ssm: Any) -> None:
+    """A user finding an owner's bundle half written waits (50 ms times the round, at the low
+    end of the jitter) for three rounds, then refuses: it never writes."""
+    from handler import ensure as ensure_module
+    from handler.ensure import NotOwner, Requester
+    from handler.ownership import Resource
+
+    owner = Resource("arn:aws:cloudformation:us-east-1:1:stack/a/1", "DockerTLS")
+    with ssm_rules.seeding():
+        ssm.put_parameter(Name=NAMES.owner, Value=owner.to_stored(), Type="String")
+    pauses: list[float] = []
+    store = ParameterStore(ssm, sleep=lambda _: None)
+    user = Requester(Resource("arn:aws:cloudformation:us-east-1:1:stack/b/2", "DockerTLS"))
+    original = ensure_module.random.uniform
+    try:
+        ensure_module.random.uniform = lambda low, high: low  # type: ignore[assignment]
+        with pytest.raises(NotOwner):
+            ensure(store, props(), rotate=False, now=NOW, requester=user, sleep=pauses.append)
+    finally:
+        ensure_module.random.uniform = original  # type: ignore[assignment]
+    assert pauses == pytest.approx([0.05, 0.1, 0.15])

@@ -255,6 +255,7 @@ def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
 
     from handler.certificates import KeyAlgorithm
     from handler.ensure import NotOwner, Requester, ensure
+    from handler.model import RotationStage
     from tests.conftest import props
 
     owner = Requester(Resource(STACK_A, "DockerTLS"))
@@ -266,3 +267,33 @@ def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
     assert str(refused.value).endswith(
         ". Match the owner's properties, or give this resource a Rack of its own"
     )
+    # Nothing per item to change, only the trusted CAs: the refusal names the stage's step.
+    staged = dataclasses.replace(props(RACK), rotation_stage=RotationStage.INTRODUCE)
+    with pytest.raises(NotOwner) as refused:
+        ensure(store, staged, rotate=False, now=NOW, requester=user)
+    assert (
+        "does not suit its properties: introduced (a new CA (ECDSA-P256) is trusted beside the "
+        "signing one)."
+    ) in str(refused.value)
+
+
+def test_the_owner_record_is_compact_json_with_sorted_keys() -> None:
+    """What the SSM console shows, and what every version of the handler writes alike."""
+    assert Resource(STACK_A, "DockerTLS").to_stored() == (
+        '{"LogicalResourceId":"DockerTLS","StackId":"' + STACK_A + '"}'
+    )
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"StackId": "", "LogicalResourceId": "DockerTLS"},
+        {"StackId": 7, "LogicalResourceId": "DockerTLS"},
+        {"StackId": STACK_A, "LogicalResourceId": 7},
+        {"StackId": STACK_A, "LogicalResourceId": ""},
+    ],
+)
+def test_a_record_without_a_stack_and_a_logical_id_as_text_names_no_owner(
+    record: dict[str, Any],
+) -> None:
+    assert Resource.from_stored(json.dumps(record)) is None

@@ -257,3 +257,10 @@ def test_more_reasons_read_as_sentences(properties: dict[str, Any], message: str
     with pytest.raises(PropertyError) as raised:
         parse_generator(properties, NOW)
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("properties", [{"Rack": "r"}, {"Rack": "r", "ParameterKey": ""}])
+def test_a_getter_without_parameter_key_says_which_name_to_use(properties: dict[str, Any]) -> None:
+    with pytest.raises(PropertyError) as refused:
+        parse_getter(properties)
+    assert str(refused.value) == "ParameterKey is required: use a name the generator returned"

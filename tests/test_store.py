@@ -81,6 +81,9 @@ def test_a_value_over_the_advanced_limit_is_refused_before_any_call(
             "p", "x" * (ADVANCED_LIMIT + 1), secure=False, kms_key_id=None, overwrite=False
         )
     assert raised.value.code == "ValueTooLarge"
+    assert (
+        str(raised.value) == f"SSM PutParameter failed (ValueTooLarge): p exceeds {ADVANCED_LIMIT}"
+    )
     assert recording.calls == []
 
 
@@ -188,3 +191,21 @@ def test_a_value_of_exactly_the_advanced_limit_is_written(
 ) -> None:
     recorded_store.put("p", "x" * ADVANCED_LIMIT, secure=False, kms_key_id=None, overwrite=False)
     assert [p["Tier"] for p in _puts(recording)] == ["Advanced"]
+
+
+def test_a_refused_delete_names_the_call_and_the_code() -> None:
+    """What an operator reads when the role may not delete: the SSM call, then AWS's code."""
+    from botocore.exceptions import ClientError
+
+    class Refusing:
+        def delete_parameters(self, **_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
+                "DeleteParameters",
+            )
+
+    store = ParameterStore(Refusing(), sleep=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError) as raised:
+        store.delete(["a"])
+    assert str(raised.value).startswith("SSM DeleteParameters failed (AccessDeniedException)")
+    assert raised.value.operation == "DeleteParameters"

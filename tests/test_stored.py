@@ -1,0 +1,44 @@
+"""The stored bundle decoded once (handler/stored.py): what each missing or broken value is
+called, in the words the decision's reasons carry to the operator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handler.bundle import Decision, plan
+from handler.ensure import ensure
+from handler.names import BundleNames, Item
+from handler.store import ParameterStore
+from handler.stored import StoredBundle
+from tests.conftest import NOW, props
+
+NAMES = BundleNames.for_rack("convox")
+
+
+def _values(ssm: Any, store: ParameterStore) -> dict[str, str]:
+    ensure(store, props(), rotate=False, now=NOW)
+    found = ssm.get_parameters(Names=list(NAMES.material), WithDecryption=True)["Parameters"]
+    return {p["Name"]: p["Value"] for p in found}
+
+
+def test_a_whole_bundle_decodes_without_a_problem(ssm: Any, store: ParameterStore) -> None:
+    stored = StoredBundle.decode(_values(ssm, store), NAMES)
+    assert [pair.problem for pair in (stored.ca, stored.server, stored.client)] == [None] * 3
+    assert [pair.cert_problem for pair in (stored.ca, stored.server, stored.client)] == [None] * 3
+    assert stored.signer is not None and stored.stage is None and stored.extras == ()
+
+
+def test_each_missing_or_broken_key_is_named_in_the_reason(ssm: Any, store: ParameterStore) -> None:
+    values = _values(ssm, store)
+    reasons = {
+        "CA key gone": ({NAMES.key(Item.CA): None}, Item.CA, "CA key not stored"),
+        "CA key broken": ({NAMES.key(Item.CA): "%"}, Item.CA, "CA key unreadable (not base64)"),
+        "server key gone": ({NAMES.key(Item.SERVER): None}, Item.SERVER, "key not stored"),
+    }
+    for name, (change, item, reason) in reasons.items():
+        changed = {**values, **change}
+        changed = {k: v for k, v in changed.items() if v is not None}
+        decided = plan(StoredBundle.decode(changed, NAMES), props(), rotate=False, now=NOW)
+        [item_plan] = [p for p in decided if p.item is item]
+        assert item_plan.reason == reason, name
+        assert item_plan.decision is not Decision.REUSE, name
