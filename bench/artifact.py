@@ -38,13 +38,13 @@ def artifact() -> tuple[str, dict[str, float]]:
             how = (
                 "pip install --platform manylinux2014_aarch64 --implementation cp "
                 "--python-version 3.13 --only-binary=:all: --no-compile --target DIR "
-                "crhelper cryptography; cp -r handler DIR"
+                "cryptography; cp -r handler DIR"
             )
             pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
             subprocess.run(
                 [*pip, "--platform", "manylinux2014_aarch64", "--implementation", "cp",
                  "--python-version", "3.13", "--only-binary=:all:", "--no-compile",
-                 "--target", str(target), "crhelper", "cryptography"],
+                 "--target", str(target), "cryptography"],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             shutil.copytree(

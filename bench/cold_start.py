@@ -69,13 +69,12 @@ def _python(code: str, env: dict[str, str], *flags: str) -> subprocess.Completed
 def _artifact_layout(target: Path) -> None:
     """handler/ and the libraries the artifact bundles, copied from this environment, no .pyc."""
     import cffi  # type: ignore[import-untyped]
-    import crhelper
     import cryptography
     import pycparser  # type: ignore[import-untyped]
 
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "handler", target / "handler", ignore=skip)
-    for module in (cffi, crhelper, cryptography, pycparser):
+    for module in (cffi, cryptography, pycparser):
         source = Path(module.__file__ or "").parent
         shutil.copytree(source, target / source.name, ignore=skip)
     for backend in Path(cffi.__file__ or "").parent.parent.glob("_cffi_backend*"):
@@ -175,12 +174,12 @@ def cold_start(runs: int) -> tuple[str, dict[str, Any]]:
 
 
 def _importtime_ours(runs: list[str]) -> list[tuple[str, int, int]]:
-    """Our modules (and crhelper) in ``-X importtime`` output: median self and cumulative µs."""
+    """Our modules in ``-X importtime`` output: median self and cumulative µs."""
     found: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
     for stderr in runs:
         for line in stderr.splitlines():
             match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s+(\S+)", line)
-            if match and match.group(3).startswith(("handler", "crhelper")):
+            if match and match.group(3).startswith("handler"):
                 found[match.group(3)].append((int(match.group(1)), int(match.group(2))))
     rows = [
         (name, int(median([a for a, _ in v])), int(median([b for _, b in v])))

@@ -3,7 +3,7 @@
 - Update-reuse: the request a running fleet sends on every stack update. The bundle is read
   and verified, nothing is written; its time is split (from :class:`harness.Timers`) into
   SSM, parsing the stored certificates and keys, verifying them, and the rest (properties,
-  crhelper, response, logs), so a slower release shows where it lost the time.
+  the event, response, logs), so a slower release shows where it lost the time.
 - Create on an empty store: three key generations and three certificates; the share spent
   in key generation says how much of it is the algorithm's cost, not ours.
 
@@ -43,7 +43,7 @@ def reuse_series(h: Harness, runs: int, algorithm: str) -> dict[str, list[float]
         series["SSM calls (moto in-process, botocore included)"].append(spent["ssm"])
         series[PARSE].append(spent["parse"])
         series["verify: keys match, signatures, EKU, expiry, SANs"].append(spent["plan"])
-        series["other: properties, crhelper, response, logs"].append(
+        series["other: properties, event, response, logs"].append(
             total - spent["ssm"] - spent["parse"] - spent["plan"]
         )
     return series

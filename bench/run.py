@@ -54,7 +54,7 @@ def machine() -> dict[str, str]:
     ).stdout.strip()
     versions = ", ".join(
         f"{name} {importlib.metadata.version(name)}"
-        for name in ("cryptography", "boto3", "botocore", "crhelper", "moto")
+        for name in ("cryptography", "boto3", "botocore", "moto")
     )
     return {
         "cpu": cpu(),

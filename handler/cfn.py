@@ -1,8 +1,9 @@
 """The CloudFormation edge: one typed event in, exactly one response out, safely.
 
-``CustomResource`` composes nothing of crhelper's ``CfnResource`` and no longer subclasses it:
-the subclass inherited only three two-line setters (``create``/``update``/``delete``) and had
-to skip or replace the rest. crhelper's constructor builds boto3 clients for polling we never
+``CustomResource`` keeps crhelper's shape and none of its code: it no longer subclasses
+``CfnResource``, and crhelper is no longer a dependency, nor in the artifact. The subclass
+inherited only three two-line setters (``create``/``update``/``delete``) and had to skip or
+replace the rest. crhelper's constructor builds boto3 clients for polling we never
 use (cold-start time) and resets the root logger to DEBUG (which would log the ResponseURL);
 its ``__call__``, ``_send`` and ``_timeout`` pass the raw event on, may answer twice or not at
 all, keep the tail of a long Reason, answer a timeout with an empty PhysicalResourceId and sleep

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Lambda artifact into a directory: the handler/ package and its run-time
-# dependencies (crhelper, cryptography + cffi) as wheels for the function's runtime, python3.13
+# dependencies (cryptography + cffi) as wheels for the function's runtime, python3.13
 # on the function's architecture, with bytecode compiled by Python 3.13. boto3/botocore come
 # with the Lambda runtime and are left out, as are tests/, devkit/ and the rest of the tree.
 #

@@ -274,7 +274,7 @@ def secrets_section(cases: list[Case]) -> list[str]:
         lines.append(
             f"A lifecycle of {case.get('invocations')} invocations (Create, reuse, SAN change, "
             "rotation, a getter for each of the six parameters, Delete) with the root, handler, "
-            "botocore, boto3, urllib3 and crhelper loggers at DEBUG: "
+            "botocore, boto3 and urllib3 loggers at DEBUG: "
             f"{case.get('log_records')} log records, the JSON handler's output, stdout/stderr "
             f"and every generator response searched for {case.get('secret_pieces_checked')} "
             "secret values and pieces, the session token, SigV4 signatures and the signed "

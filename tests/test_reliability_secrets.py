@@ -31,7 +31,7 @@ NAMES = BundleNames.for_rack(RACK)
 HEX = NAMES.prefix
 BASE = {"Rack": RACK, "Version": "1", "KeyAlgorithm": "ECDSA-P256"}
 SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLEsessionTOKENthatMustNeverBeLogged0123456789"
-LOGGERS = ["", "botocore", "boto3", "urllib3", "crhelper", "handler", "s3transfer"]
+LOGGERS = ["", "botocore", "boto3", "urllib3", "handler", "s3transfer"]
 
 
 @pytest.fixture
