@@ -91,6 +91,7 @@ def ensure(
     action: Action | None = None
     written = removed = 0
     plans: list[Plan] = []
+    said: ownership.Standing | None = None
     for round_ in range(MAX_ROUNDS):
         stored = store.read(names.everything)
         bundle = StoredBundle.decode(
@@ -98,6 +99,11 @@ def ensure(
             names,
         )
         claim = _claim(requester, stored, names)
+        if claim is not None and claim.standing is not said:  # and again if a race changed it
+            log.info(
+                "bundle standing", extra={"standing": claim.standing.value, "claim": claim.reason}
+            )
+            said = claim.standing
         current = plan(
             bundle,
             props,

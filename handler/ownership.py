@@ -79,7 +79,7 @@ class Claim:
     adopts: bool = False
     #: The recorded owner, when it is another resource; None when nobody is recorded.
     owner: Resource | None = None
-    #: Why, for the log and a FAILED reason.
+    #: Why: logged with every request, and a user's FAILED reason when no owner is named.
     reason: str = ""
 
     @property
@@ -87,9 +87,8 @@ class Claim:
         return self.standing is Standing.OWNER
 
     def owner_text(self) -> str:
-        if self.owner is not None:
-            return self.owner.describe()
-        return "no recorded owner (made by the convox handler or an older docker-tls)"
+        """Whose bundle it is, as a user's refusal says it."""
+        return self.owner.describe() if self.owner is not None else self.reason
 
 
 def claim(
@@ -122,8 +121,10 @@ def claim(
             adopts=True,
             reason="adopted: material with no recorded owner, updated by its own resource",
         )
+    # A Create or a new Rack that finds such material only uses it.
     return Claim(
-        Standing.USER, reason="material with no recorded owner, found by a Create or a new Rack"
+        Standing.USER,
+        reason="no recorded owner (made by the convox handler or an older docker-tls)",
     )
 
 

@@ -103,3 +103,16 @@ def test_an_rsa_key_whose_numbers_are_consistent_is_read_even_with_d_of_one() ->
     ).private_key(unsafe_skip_rsa_key_validation=True)
     key = private_key_from_stored(to_stored(private_key_pem(odd)))
     assert isinstance(key, rsa.RSAPrivateKey) and key.private_numbers().d == 1
+
+
+def test_an_rsa_key_with_an_even_factor_is_inconsistent_and_3_is_a_factor_like_any() -> None:
+    """p and q are odd (OpenSSL's check): p = 2 is refused though every other relation holds
+    (n = 22, λ = 10, e·d = 21 ≡ 1, iqmp = 1); p = 3 with the same q passes every relation."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import _rsa_consistent
+
+    even = rsa.RSAPrivateNumbers(2, 11, 7, 7 % 1, 7 % 10, 1, rsa.RSAPublicNumbers(3, 22))
+    assert _rsa_consistent(even) is False
+    three = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(3, 33))
+    assert _rsa_consistent(three) is True

@@ -297,3 +297,43 @@ def test_a_record_without_a_stack_and_a_logical_id_as_text_names_no_owner(
     record: dict[str, Any],
 ) -> None:
     assert Resource.from_stored(json.dumps(record)) is None
+
+
+def test_every_request_logs_its_standing_and_why(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator reading the function's log sees why a request wrote or only read."""
+    import logging
+
+    from handler.ensure import Requester, ensure
+    from tests.conftest import props
+
+    def standings(requester: Requester) -> list[tuple[str, str]]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="handler.ensure"):
+            ensure(store, props(RACK), rotate=False, now=NOW, requester=requester)
+        return [
+            (r.standing, r.claim) for r in caplog.records if r.getMessage() == "bundle standing"
+        ]
+
+    assert standings(Requester(A)) == [("owner", "a new bundle")]
+    assert standings(Requester(A)) == [("owner", "this resource owns the bundle")]
+    assert standings(Requester(B)) == [("user", "owned by DockerTLS in stack stack-a")]
+
+
+def test_a_user_refused_over_an_unreadable_owner_record_is_told_so(store: Any, ssm: Any) -> None:
+    """Not "made by the convox handler": the owner parameter is there, and names nobody."""
+    import dataclasses
+
+    from handler.certificates import KeyAlgorithm
+    from handler.ensure import NotOwner, Requester, ensure
+    from tests.conftest import props
+
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    ssm.put_parameter(Name=NAMES.owner, Value="not json", Type="String", Overwrite=True)
+    wants_more = dataclasses.replace(props(RACK), key_algorithm=KeyAlgorithm.ECDSA_P384)
+    with pytest.raises(NotOwner) as refused:
+        ensure(store, wants_more, rotate=False, now=NOW, requester=Requester(A))
+    assert "by this resource (the owner parameter is unreadable), so it writes nothing" in str(
+        refused.value
+    )

@@ -264,3 +264,28 @@ def test_a_getter_without_parameter_key_says_which_name_to_use(properties: dict[
     with pytest.raises(PropertyError) as refused:
         parse_getter(properties)
     assert str(refused.value) == "ParameterKey is required: use a name the generator returned"
+
+
+def test_a_rack_that_is_not_text_names_the_type_it_got() -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": 7}, NOW)
+    assert str(raised.value) == "Rack must be a string, got int"
+
+
+def test_an_invalid_kms_key_id_is_echoed_cut_to_60_characters() -> None:
+    """Enough to recognise the value in the Reason, never a long run the redaction would eat."""
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", "KmsKeyId": "alias/" + "!" * 100}, NOW)
+    assert str(raised.value) == f"KmsKeyId is not valid: {('alias/' + '!' * 54)!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "echoed"),
+    [("N" * 40, "N" * 40), ("N" * 41, "N" * 40 + "..."), ("N" * 90, "N" * 40 + "...")],
+)
+def test_an_unknown_property_name_is_echoed_whole_up_to_40_characters(
+    name: str, echoed: str
+) -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", name: "1"}, NOW)
+    assert str(raised.value).startswith(f"{echoed} is not a property of this resource")

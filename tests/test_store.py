@@ -209,3 +209,18 @@ def test_a_refused_delete_names_the_call_and_the_code() -> None:
         store.delete(["a"])
     assert str(raised.value).startswith("SSM DeleteParameters failed (AccessDeniedException)")
     assert raised.value.operation == "DeleteParameters"
+
+
+def test_a_refusal_without_an_aws_code_is_called_unknown() -> None:
+    """Some endpoints (a proxy, a VPC endpoint's error page) answer an error without a Code."""
+    from botocore.exceptions import ClientError
+
+    class Codeless:
+        def get_parameters(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Message": "bad gateway"}}, "GetParameters")
+
+    store = ParameterStore(Codeless(), sleep=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(StoreError) as raised:
+        store.read(["a"])
+    assert str(raised.value) == "SSM GetParameters failed (Unknown): bad gateway"
+    assert raised.value.code == "Unknown"
