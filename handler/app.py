@@ -12,6 +12,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+# Every request's first step is an SSM client (handler/store.py makes it on first use, so that
+# no client exists at import): importing boto3 here puts its ~90 ms in the Lambda's init phase,
+# where it was while crhelper (which imports boto3) was a dependency, not in the first request.
+import boto3  # noqa: F401
+
 from . import GENERATOR, GETTER, logs
 from .certificates import fingerprint
 from .cfn import CustomResource, LambdaContext, RequestFailed, response_body

@@ -357,3 +357,18 @@ def test_an_endpoint_that_never_answers_is_not_blamed_on_permissions(
     assert response["Reason"].startswith(f"SSM GetParameters failed ({code})")
     assert "did not answer" in response["Reason"]
     assert "permissions" not in response["Reason"]
+
+
+def test_the_init_phase_imports_boto3_and_makes_no_client() -> None:
+    """Lambda's init imports the SDK every first request needs; the client waits for a request
+    (so tests and the CLI can give the store their own)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, handler.app; print('boto3' in sys.modules, handler.app.store._client is None)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "True"]
