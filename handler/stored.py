@@ -146,7 +146,7 @@ def _decode(value: str | None, decoder: Callable[[str], _T]) -> tuple[_T | None,
 
 def _bundle(value: str | None) -> tuple[x509.Certificate, ...] | Unreadable:
     if value is None:
-        return Unreadable("not stored")
+        return ()  # nothing trusted; the CA pair says "not stored" itself (_decode)
     try:
         return certificates_from_stored(value)
     except Unreadable as error:

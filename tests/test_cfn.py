@@ -31,6 +31,8 @@ def http_receiver() -> Iterator[tuple[str, _Received]]:
     received = _Received()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as S3 answers: the client must close
+
         def do_PUT(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -226,6 +228,43 @@ def test_a_request_type_cloudformation_never_sends_fails_saying_so(
         "RequestType 'Patch' is not Create, Update or Delete: this event did not come from "
         "CloudFormation."
     )
+
+
+def test_a_request_type_without_a_registered_function_fails_naming_it(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """A helper wired for Create alone (a wiring mistake) still answers a Delete, FAILED."""
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+    resource = _resource(lambda e, c: "id")
+    body = event("Delete", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    resource(body, LambdaContext())
+    [(_, _, sent, _)] = received.requests
+    assert (sent["Status"], sent["Reason"]) == (
+        "FAILED",
+        "No function is registered for RequestType 'Delete'.",
+    )
+
+
+def test_every_put_attempt_closes_its_connection(http_receiver: tuple[str, _Received]) -> None:
+    """No socket is left for the garbage collector (a ResourceWarning), refused or delivered."""
+    import gc
+    import warnings
+
+    base, received = http_receiver
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        received.status = 500
+        assert (
+            cfn.send_response(f"{base}/p", {"Status": "FAILED"}, attempts=2, sleep=lambda _: None)
+            is False
+        )
+        received.status = 200
+        assert cfn.send_response(f"{base}/p", {"Status": "SUCCESS"}, attempts=1) is True
+        gc.collect()
+    assert len(received.requests) == 3
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_a_body_too_large_or_not_json_is_failed_with_the_reason() -> None:

@@ -252,6 +252,7 @@ def test_inspect_shows_each_parameter_and_health(
     assert report["health_judged_against"]["KeyAlgorithm"] == "ECDSA-P256 (stored)"
     assert report["action_if_updated_now"] == "reused"
     assert report["owner"] == "DockerTLS in stack docker-tls-demo"
+    assert report["version_track_present"] is False
     items = {i["item"]: i for i in report["items"]}
     assert all(i["healthy"] and i["health"] == "healthy" for i in items.values())
     server_cert, server_key = items["server"]["parameters"]

@@ -116,3 +116,13 @@ def test_an_rsa_key_with_an_even_factor_is_inconsistent_and_3_is_a_factor_like_a
     assert _rsa_consistent(even) is False
     three = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(3, 33))
     assert _rsa_consistent(three) is True
+
+
+def test_a_trust_bundle_is_read_up_to_eight_certificates_and_refused_beyond() -> None:
+    """A hand-edited bundle may hold a few more CAs than docker-tls writes; a ninth is
+    refused by name, before any certificate is parsed."""
+    certificate = _ca().cert
+    assert len(certificates_from_stored(to_stored(bundle_pem([certificate] * 8)))) == 8
+    with pytest.raises(Unreadable) as refused:
+        certificates_from_stored(to_stored(bundle_pem([certificate] * 9)))
+    assert str(refused.value) == "too many PEM blocks" and refused.value.blocks == 9

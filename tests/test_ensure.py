@@ -572,9 +572,11 @@ def test_the_parameter_names_are_the_convox_racks(ssm: Any) -> None:
     )
 
 
-def test_a_user_waits_longer_each_round_for_an_owner_still_writing(ssm: Any) -> None:
-    """A user finding an owner's bundle half written waits (50 ms times the round, at the low
-    end of the jitter) for three rounds, then refuses: it never writes."""
+def test_a_user_waits_longer_each_round_for_an_owner_still_writing(
+    ssm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user finding an owner's bundle half written waits (a jitter of 50 to 200 ms, times
+    the round) for three rounds, then refuses: it never writes."""
     from handler import ensure as ensure_module
     from handler.ensure import NotOwner, Requester
     from handler.ownership import Resource
@@ -583,13 +585,16 @@ def test_a_user_waits_longer_each_round_for_an_owner_still_writing(ssm: Any) -> 
     with ssm_rules.seeding():
         ssm.put_parameter(Name=NAMES.owner, Value=owner.to_stored(), Type="String")
     pauses: list[float] = []
+    jitters: list[tuple[float, float]] = []
+
+    def low_end(low: float, high: float) -> float:
+        jitters.append((low, high))
+        return low
+
+    monkeypatch.setattr(ensure_module.random, "uniform", low_end)
     store = ParameterStore(ssm, sleep=lambda _: None)
     user = Requester(Resource("arn:aws:cloudformation:us-east-1:1:stack/b/2", "DockerTLS"))
-    original = ensure_module.random.uniform
-    try:
-        ensure_module.random.uniform = lambda low, high: low  # type: ignore[assignment]
-        with pytest.raises(NotOwner):
-            ensure(store, props(), rotate=False, now=NOW, requester=user, sleep=pauses.append)
-    finally:
-        ensure_module.random.uniform = original  # type: ignore[assignment]
+    with pytest.raises(NotOwner):
+        ensure(store, props(), rotate=False, now=NOW, requester=user, sleep=pauses.append)
+    assert jitters == [(0.05, 0.2)] * 3
     assert pauses == pytest.approx([0.05, 0.1, 0.15])

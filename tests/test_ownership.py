@@ -337,3 +337,38 @@ def test_a_user_refused_over_an_unreadable_owner_record_is_told_so(store: Any, s
     assert "by this resource (the owner parameter is unreadable), so it writes nothing" in str(
         refused.value
     )
+
+
+def test_a_requester_that_does_not_say_it_answered_never_adopts(store: Any, ssm: Any) -> None:
+    """The safe default: only a caller that knows the Update carries hex(Rack) may adopt
+    material nobody recorded; any other caller only uses it, and writes nothing."""
+    from handler.ensure import NotOwner, Requester, ensure
+    from tests.conftest import props
+
+    legacy.store_convox_rack(ssm, RACK, NOW)
+    before = _everything(ssm)
+    with pytest.raises(NotOwner, match="no recorded owner"):
+        ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    assert _everything(ssm) == before
+
+
+def test_an_adoption_logs_why_the_rack_becomes_its_own(
+    store: Any, ssm: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from handler.ensure import Requester, ensure
+    from tests.conftest import props
+
+    legacy.store_convox_rack(ssm, RACK, NOW)
+    with caplog.at_level(logging.INFO, logger="handler.ensure"):
+        ensure(
+            store,
+            props(RACK),
+            rotate=False,
+            now=NOW,
+            requester=Requester(A, answered_for_bundle=True),
+        )
+    said = {(r.getMessage(), r.claim) for r in caplog.records if hasattr(r, "claim")}
+    adopted = "adopted: material with no recorded owner, updated by its own resource"
+    assert said == {("bundle standing", adopted), ("bundle owner recorded", adopted)}

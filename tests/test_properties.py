@@ -289,3 +289,39 @@ def test_an_unknown_property_name_is_echoed_whole_up_to_40_characters(
     with pytest.raises(PropertyError) as raised:
         parse_generator({"Rack": "r", name: "1"}, NOW)
     assert str(raised.value).startswith(f"{echoed} is not a property of this resource")
+
+
+def test_a_rotation_stage_is_read_from_the_properties() -> None:
+    from handler.model import RotationStage
+
+    parsed = parse_generator({"Rack": "r", "RotationStage": "Introduce"}, NOW)
+    assert parsed.rotation_stage is RotationStage.INTRODUCE
+    assert parse_generator({"Rack": "r"}, NOW).rotation_stage is None
+
+
+@pytest.mark.parametrize(
+    ("old", "stage"),
+    [
+        ({"Rack": "r", "RotationStage": "switch"}, "switch"),
+        ({"Rack": "r", "RotationStage": "introduce"}, "introduce"),
+        ({"Rack": "r"}, None),
+        ({"Rack": "r", "RotationStage": "bogus"}, None),  # accepted once by an older release
+        (None, None),  # a Create has no old properties
+        (["not", "an", "object"], None),
+    ],
+)
+def test_the_previous_stage_comes_from_the_old_properties(old: Any, stage: str | None) -> None:
+    from handler.properties import previous_rotation_stage
+
+    found = previous_rotation_stage(old)
+    assert (found.value if found is not None else None) == stage
+
+
+def test_a_validity_past_year_9999_names_the_largest_allowed() -> None:
+    from handler.certificates import max_validity_days
+
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", "ValidityDays": "3000000"}, NOW)
+    assert str(raised.value) == (
+        f"ValidityDays would end certificates after year 9999 (max {max_validity_days(NOW)})"
+    )

@@ -224,3 +224,58 @@ def test_a_refusal_without_an_aws_code_is_called_unknown() -> None:
         store.read(["a"])
     assert str(raised.value) == "SSM GetParameters failed (Unknown): bad gateway"
     assert raised.value.code == "Unknown"
+
+
+def test_a_type_change_deletes_then_creates_so_a_concurrent_writer_wins(
+    recording: RecordingClient, recorded_store: ParameterStore, ssm: Any
+) -> None:
+    """SSM keeps a parameter's type for life: String -> SecureString is a delete and a
+    create-if-absent. A writer that got in between keeps its value (ParameterConflict)."""
+    ssm.put_parameter(Name="k", Value="old", Type="String")
+    real_delete = recording.delete_parameters
+
+    def delete_then_another_writer(**kwargs: Any) -> Any:
+        answer = real_delete(**kwargs)
+        ssm.put_parameter(Name="k", Value="theirs", Type="SecureString")
+        return answer
+
+    recording.delete_parameters = delete_then_another_writer  # type: ignore[method-assign]
+    with pytest.raises(ParameterConflict):
+        recorded_store.put(
+            "k", "ours", secure=True, kms_key_id=None, overwrite=True, stored_type="String"
+        )
+    assert [p["Overwrite"] for p in _puts(recording)] == [False]
+    assert ssm.get_parameter(Name="k", WithDecryption=True)["Parameter"]["Value"] == "theirs"
+
+
+def test_too_many_updates_pauses_double_from_a_tenth_of_a_second_plus_jitter(
+    recording: RecordingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from handler import store as store_module
+
+    jitters: list[tuple[float, float]] = []
+
+    def no_jitter(low: float, high: float) -> float:
+        jitters.append((low, high))
+        return 0.0
+
+    monkeypatch.setattr(store_module.random, "uniform", no_jitter)
+    pauses: list[float] = []
+    store = ParameterStore(recording, sleep=pauses.append)  # type: ignore[arg-type]
+    recording.fail("put_parameter", client_error("TooManyUpdates", "PutParameter"), times=3)
+    store.put("p", "v", secure=False, kms_key_id=None, overwrite=False)
+    assert pauses == pytest.approx([0.1, 0.2, 0.4])
+    assert jitters == [(0, 0.1)] * 3
+
+
+@pytest.mark.parametrize(("length", "written"), [(8192, True), (8193, False)])
+def test_ssms_advanced_limit_is_8_kb(
+    recording: RecordingClient, recorded_store: ParameterStore, length: int, written: bool
+) -> None:
+    """The literal from SSM's quotas (8 KB for an Advanced parameter), not the constant."""
+    if written:
+        recorded_store.put("p", "x" * length, secure=False, kms_key_id=None, overwrite=False)
+    else:
+        with pytest.raises(StoreError, match="ValueTooLarge"):
+            recorded_store.put("p", "x" * length, secure=False, kms_key_id=None, overwrite=False)
+    assert len(_puts(recording)) == int(written)

@@ -42,3 +42,23 @@ def test_each_missing_or_broken_key_is_named_in_the_reason(ssm: Any, store: Para
         [item_plan] = [p for p in decided if p.item is item]
         assert item_plan.reason == reason, name
         assert item_plan.decision is not Decision.REUSE, name
+
+
+def test_the_convox_handlers_version_track_is_seen_only_when_read(
+    ssm: Any, store: ParameterStore
+) -> None:
+    """What ``docker-tls inspect`` reports as version_track_present (the CLI reads it; the
+    Lambda removes it when the rack's own resource adopts the bundle)."""
+    values = _values(ssm, store)
+    assert StoredBundle.decode(values, NAMES).holds_version_track is False
+    with_legacy = {**values, NAMES.version_track: "20200101000000"}
+    assert StoredBundle.decode(with_legacy, NAMES).holds_version_track is True
+
+
+def test_a_missing_ca_certificate_trusts_nothing_and_is_called_not_stored(
+    ssm: Any, store: ParameterStore
+) -> None:
+    values = {k: v for k, v in _values(ssm, store).items() if k != NAMES.cert(Item.CA)}
+    stored = StoredBundle.decode(values, NAMES)
+    assert stored.ca_bundle == ()
+    assert stored.ca.cert is None and stored.ca.cert_problem == "certificate not stored"
