@@ -50,6 +50,7 @@ __all__ = [
     "StageRefused",
     "StoreError",
     "StoredBundle",
+    "StoredKey",
     "Unreadable",
     "certificate_from_stored",
     "certificates_from_stored",
@@ -133,7 +134,7 @@ if TYPE_CHECKING:
     from handler.properties import PropertyError, parse_generator
     from handler.rotation import StageRefused
     from handler.store import Parameter, ParameterStore, StoreError
-    from handler.stored import StoredBundle
+    from handler.stored import StoredBundle, StoredKey
 else:
 
     def _export() -> None:

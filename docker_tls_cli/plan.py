@@ -18,7 +18,6 @@ from docker_tls_cli.common import (
     parse_properties,
     property_pairs,
     read_bundle,
-    stored_cert,
     when,
 )
 from docker_tls_cli.lambda_code import (
@@ -78,9 +77,7 @@ def _writes(result: Plan) -> list[str]:
     return list(dict.fromkeys(written))
 
 
-def _leaf_reason(
-    item_plan: ItemPlan, values: Mapping[str, str], result: Plan, trust: RackTrust
-) -> str:
+def _leaf_reason(item_plan: ItemPlan, result: Plan, trust: RackTrust) -> str:
     """The decision's reason, said as a staged rotation means it: a leaf signed by a CA that
     stays trusted but signs no more is reissued because the signer changes, not because
     something is wrong with it."""
@@ -89,7 +86,7 @@ def _leaf_reason(
         return item_plan.reason
     if not item_plan.reason.startswith("not signed by the stored CA"):
         return item_plan.reason
-    leaf = stored_cert(values, result.names.cert(item_plan.item))
+    leaf = result.stored.leaves[item_plan.item].cert
     known = (*trust.trusted, *((trust.retired,) if trust.retired else ()))
     issuer = issuer_among(leaf, known) if leaf is not None else None
     if issuer is None or same_ca(issuer, after):
@@ -154,15 +151,9 @@ def _credentials(result: Plan, trust: RackTrust, after: list[x509.Certificate]) 
     return lines or ["no held ca.pem, certificate or daemon stops working"]
 
 
-def plan_report(
-    result: Plan,
-    rack: str,
-    now: dt.datetime,
-    values: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The plan as plain data (what ``--json`` prints); ``values``: what SSM holds now."""
-    values = values or {}
-    trust = RackTrust.read(values, result.names)
+def plan_report(result: Plan, rack: str, now: dt.datetime) -> dict[str, Any]:
+    """The plan as plain data (what ``--json`` prints), from the bundle it was decided on."""
+    trust = RackTrust.read(result.stored)
     after = [
         *((result.authority.cert,) if result.authority else ()),
         *result.trusted,
@@ -181,7 +172,7 @@ def plan_report(
             {
                 "item": p.item.value,
                 "decision": p.decision.value,
-                "reason": _leaf_reason(p, values, result, trust),
+                "reason": _leaf_reason(p, result, trust),
                 "not_after": when(p.not_after),
             }
             for p in result
@@ -256,7 +247,7 @@ def cmd_plan(args: argparse.Namespace, store: ParameterStore, out: TextIO, err: 
         )
     except StageRefused as error:
         raise CliError(f"{error} Nothing would be written.", EXIT_USAGE) from None
-    report = plan_report(result, props.rack, now, stored.values)
+    report = plan_report(result, props.rack, now)
     if args.json:
         print(json.dumps(report, indent=2), file=out)
     else:

@@ -4,22 +4,16 @@ before/after from this; ``verify`` judges held files against it. Read only, no k
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
 
 from docker_tls_cli.lambda_code import (
-    BundleNames,
-    Item,
-    PrivateKey,
     RotationStage,
     StoredBundle,
-    Unreadable,
-    certificate_from_stored,
-    certificates_from_stored,
+    StoredKey,
     fingerprint,
-    private_key_from_stored,
     public_key_der,
     same_key,
     signed_by,
@@ -47,13 +41,6 @@ def issuer_among(
     return next((ca for ca in cas if signed_by(leaf, ca)), None)
 
 
-def _key(values: Mapping[str, str], name: str) -> PrivateKey | None:
-    try:
-        return private_key_from_stored(values[name]) if name in values else None
-    except Unreadable:
-        return None
-
-
 @dataclass(frozen=True)
 class RackTrust:
     """The CAs of a rack's stored bundle, by role."""
@@ -66,36 +53,21 @@ class RackTrust:
     retired: x509.Certificate | None  # previous-ca-cert: trusted no more
 
     @classmethod
-    def read(cls, values: Mapping[str, str], names: BundleNames) -> RackTrust:
-        try:
-            trusted = certificates_from_stored(values.get(names.cert(Item.CA), ""))
-        except Unreadable:
-            trusted = ()
-        retired: x509.Certificate | None = None
-        if names.previous_ca_cert in values:
-            try:
-                retired = certificate_from_stored(values[names.previous_ca_cert])
-            except Unreadable:
-                retired = None
+    def read(cls, bundle: StoredBundle) -> RackTrust:
+        """The roles in ``bundle``, decoded once as the Lambda's rules read it (an unreadable
+        value holds no CA here)."""
+        trusted, retired = bundle.ca_bundle, bundle.retired
 
-        def of(name: str) -> x509.Certificate | None:
-            key = _key(values, name)
-            return next((c for c in trusted if key and same_key(c, key)), None)
+        def of(stored: StoredKey | None) -> x509.Certificate | None:
+            return next((c for c in trusted if stored and same_key(c, stored.key)), None)
 
-        signer = of(names.key(Item.CA))
-        previous = of(names.previous_ca_key)
+        signer = of(bundle.signer)
+        previous = of(bundle.previous_ca_key)
         # A retire rolled back: the old CA is trusted again from its kept certificate.
         if previous is None and retired is not None and holds(trusted, retired):
             others = [c for c in trusted if same_ca(c, retired)]
             previous = None if signer is not None and same_ca(signer, retired) else others[0]
-        return cls(
-            StoredBundle.decode(values, names).stage,
-            trusted,
-            signer,
-            of(names.next_ca_key),
-            previous,
-            retired,
-        )
+        return cls(bundle.stage, trusted, signer, of(bundle.next_ca_key), previous, retired)
 
     def role(self, cert: x509.Certificate) -> str:
         """What ``cert`` (a CA) is to this rack, in words."""

@@ -196,7 +196,7 @@ def cmd_verify(args: argparse.Namespace, store: ParameterStore, out: TextIO, err
     stored = read_bundle(store, args.rack)
     if stored.empty:
         raise stored.not_found()
-    trust = RackTrust.read(stored.values, stored.names)
+    trust = RackTrust.read(stored.bundle)
     print(f"Rack {args.rack!r} is at stage {stage_name(trust)}", file=out)
     findings = check_ca(ca_path.name, _read_certificates(ca_path), trust)
     for item, cert_path, key_path in pairs:
