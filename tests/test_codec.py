@@ -126,3 +126,34 @@ def test_a_trust_bundle_is_read_up_to_eight_certificates_and_refused_beyond() ->
     with pytest.raises(Unreadable) as refused:
         certificates_from_stored(to_stored(bundle_pem([certificate] * 9)))
     assert str(refused.value) == "too many PEM blocks" and refused.value.blocks == 9
+
+
+def test_reading_a_key_does_not_reprove_its_primes() -> None:
+    """docs/BENCHMARKS.md: OpenSSL's primality proof cost 27 ms an RSA-2048 key, three keys a
+    request, and proves nothing storage can break. A key whose numbers are consistent but
+    whose p is composite (the product of two primes) is read; OpenSSL's full check refuses it."""
+    import math
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import private_key_from_stored, private_key_pem
+
+    e = 65537
+    while True:
+        a, b = (
+            rsa.generate_private_key(public_exponent=e, key_size=2048).private_numbers()
+            for _ in range(2)
+        )
+        p, q = a.p * a.q, b.p  # p composite
+        if math.gcd(e, math.lcm(p - 1, q - 1)) == 1 and math.gcd(p, q) == 1:
+            break
+    d = pow(e, -1, math.lcm(p - 1, q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), rsa.RSAPublicNumbers(e, p * q)
+    )
+    pem = private_key_pem(numbers.private_key(unsafe_skip_rsa_key_validation=True))
+    with pytest.raises(ValueError, match="Invalid private key"):
+        serialization.load_pem_private_key(pem, password=None)  # OpenSSL's RSA_check_key
+    key = private_key_from_stored(to_stored(pem))
+    assert isinstance(key, rsa.RSAPrivateKey) and key.private_numbers().p == p

@@ -372,3 +372,47 @@ def test_an_adoption_logs_why_the_rack_becomes_its_own(
     said = {(r.getMessage(), r.claim) for r in caplog.records if hasattr(r, "claim")}
     adopted = "adopted: material with no recorded owner, updated by its own resource"
     assert said == {("bundle standing", adopted), ("bundle owner recorded", adopted)}
+
+
+def test_a_new_bundles_count_of_writes_includes_the_owner_record(store: Any) -> None:
+    """The count an operator reads in "bundle ensured" is every parameter put: 6 and the
+    owner record."""
+    from handler.ensure import Requester, ensure
+    from tests.conftest import props
+
+    outcome = ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    assert outcome.written == 7
+
+
+def test_a_users_refusal_names_the_first_item_it_would_write(store: Any) -> None:
+    import dataclasses
+
+    from handler.ensure import NotOwner, Requester, ensure
+    from tests.conftest import props
+
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    other_names = dataclasses.replace(props(RACK), server_subject_alt_names=("b.example.internal",))
+    with pytest.raises(NotOwner) as refused:
+        ensure(store, other_names, rotate=False, now=NOW, requester=Requester(B))
+    assert "does not suit its properties: server: reissue (" in str(refused.value)
+    assert "). Match the owner's properties" in str(refused.value)
+
+
+def test_a_refusal_for_the_trusted_cas_alone_says_so(store: Any) -> None:
+    """When no item and no stage step needs a write, what is left is ca-cert's trust set."""
+    import dataclasses
+
+    from handler.bundle import Action, plan
+    from handler.ensure import Requester, _user_refusal, ensure
+    from handler.ownership import claim as claim_of
+    from handler.stored import StoredBundle
+    from tests.conftest import props
+
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    values = {n: p.value for n, p in store.read(NAMES.material).items()}
+    healthy = plan(StoredBundle.decode(values, NAMES), props(RACK), rotate=False, now=NOW)
+    trust_only = dataclasses.replace(healthy, action=Action.RENEWED, bundle_changes=True)
+    claim = claim_of(A.to_stored(), B, material_stored=True, answered_for_bundle=False)
+    assert "does not suit its properties: renewed (the trusted CAs change)." in _user_refusal(
+        RACK, claim, trust_only
+    )

@@ -325,3 +325,19 @@ def test_a_validity_past_year_9999_names_the_largest_allowed() -> None:
     assert str(raised.value) == (
         f"ValidityDays would end certificates after year 9999 (max {max_validity_days(NOW)})"
     )
+
+
+def test_a_rack_may_hold_inner_spaces_but_no_control_character() -> None:
+    """A space (0x20) is the first character that is not a control character."""
+    assert parse_generator({"Rack": "my rack"}, NOW).rack == "my rack"
+    with pytest.raises(PropertyError, match="^Rack must not have surrounding spaces"):
+        parse_generator({"Rack": "my\x1frack"}, NOW)
+
+
+def test_a_bad_server_name_is_echoed_cut_to_80_characters() -> None:
+    entry = "a_" * 60
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", "ServerSubjectAltNames": entry}, NOW)
+    assert str(raised.value) == (
+        f"ServerSubjectAltNames entry {entry[:80]!r} is neither an IP address nor a DNS name"
+    )

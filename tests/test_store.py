@@ -153,10 +153,11 @@ def test_other_errors_become_store_errors_naming_the_code(
 def test_a_stop_before_a_write_or_a_delete_prevents_it(
     recording: RecordingClient, recorded_store: ParameterStore, ssm: Any
 ) -> None:
-    with pytest.raises(Stopped):
+    with pytest.raises(Stopped) as stopped:
         recorded_store.put(
             "p", "v", secure=False, kms_key_id=None, overwrite=False, should_stop=lambda: True
         )
+    assert str(stopped.value) == "stopped before writing p"  # after "Timed out: " in the log
     ssm.put_parameter(Name="d", Value="v", Type="String")
     with pytest.raises(Stopped):
         recorded_store.delete(["d"], should_stop=lambda: True)
@@ -279,3 +280,56 @@ def test_ssms_advanced_limit_is_8_kb(
         with pytest.raises(StoreError, match="ValueTooLarge"):
             recorded_store.put("p", "x" * length, secure=False, kms_key_id=None, overwrite=False)
     assert len(_puts(recording)) == int(written)
+
+
+def test_a_refused_write_names_the_call_and_the_code(
+    recording: RecordingClient, recorded_store: ParameterStore
+) -> None:
+    recording.fail("put_parameter", client_error("AccessDeniedException", "PutParameter", "no"))
+    with pytest.raises(StoreError) as raised:
+        recorded_store.put("p", "v", secure=False, kms_key_id=None, overwrite=False)
+    assert str(raised.value) == "SSM PutParameter failed (AccessDeniedException): no"
+
+
+def test_the_lambdas_client_tries_six_times_against_a_failing_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Standard-mode retries, bounded: ``max_attempts: 5`` is what botocore counts as retries,
+    6 attempts in all (its own default is 3). A real client against an endpoint on 127.0.0.1
+    that answers every call with a 503; botocore's pauses are skipped."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from botocore.retries import standard
+
+    from handler.store import default_client
+
+    hits: list[str] = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            hits.append(self.headers.get("X-Amz-Target", ""))
+            body = b'{"__type": "ServiceUnavailable", "message": "try later"}'
+            self.send_response(503)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    try:
+        with pytest.raises(StoreError):
+            ParameterStore(default_client(), sleep=lambda _: None).read(["p"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == ["AmazonSSM.GetParameters"] * 6

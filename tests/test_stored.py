@@ -62,3 +62,13 @@ def test_a_missing_ca_certificate_trusts_nothing_and_is_called_not_stored(
     stored = StoredBundle.decode(values, NAMES)
     assert stored.ca_bundle == ()
     assert stored.ca.cert is None and stored.ca.cert_problem == "certificate not stored"
+
+
+def test_a_pair_missing_both_values_names_both_problems(ssm: Any, store: ParameterStore) -> None:
+    values = {
+        k: v
+        for k, v in _values(ssm, store).items()
+        if k not in (NAMES.cert(Item.SERVER), NAMES.key(Item.SERVER))
+    }
+    server = StoredBundle.decode(values, NAMES).server
+    assert server.problem == "certificate not stored; key not stored"
