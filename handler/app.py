@@ -185,13 +185,16 @@ def _get(event: CustomResourceEvent) -> str:
         )
     value = found[key].value
     data = {"Value": value}
-    body = response_body(event, status="SUCCESS", physical_resource_id=key, data=data)
+    no_echo = names.is_key(key)
+    body = response_body(
+        event, status="SUCCESS", physical_resource_id=key, data=data, no_echo=no_echo
+    )
     if body["Status"] != "SUCCESS":
         raise RequestFailed(
             f"ParameterKey {key} holds {len(value)} characters, too many for CloudFormation's "
             "4096-byte response: read it from SSM (get-parameter --with-decryption) instead."
         )
-    helper.NoEcho = names.is_key(key)
+    helper.NoEcho = no_echo
     helper.Data = data
     # A getter's identity never changes: a new id on Update would read to CloudFormation as a
     # replacement (getters adopted from the convox handler carry hex(Rack) as theirs).

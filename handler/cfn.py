@@ -152,7 +152,7 @@ def response_body(
     physical_resource_id: str,
     reason: str = "",
     data: Mapping[str, str] | None = None,
-    no_echo: bool = False,
+    no_echo: bool,
 ) -> dict[str, Any]:
     """The CloudFormation response, guaranteed to serialize within 4096 bytes."""
     body: dict[str, Any] = {

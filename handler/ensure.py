@@ -145,6 +145,8 @@ def ensure(
                 action = current.action  # only removals: a retire's window closing, a cancel
             return _outcome(current, action, written, removed, plans)
         _log_plan(current)
+        if current.items[0].decision is Decision.ROTATE:
+            rotate = False  # one new CA per request: later rounds repair what this one writes
         try:
             for write in issue(current, props, now):
                 previous: Parameter | None = stored.get(write.name)
@@ -159,8 +161,6 @@ def ensure(
                 )
                 written += 1
                 action = action or current.action
-                if write.name == names.key(Item.CA):
-                    rotate = False  # rotated once; later rounds only repair
             if current.removals:
                 removed += len(store.delete(current.removals, should_stop=should_stop))
         except ParameterConflict as conflict:

@@ -328,6 +328,7 @@ def test_the_response_guard_keeps_bodies_under_4096_bytes() -> None:
         status="SUCCESS",
         physical_resource_id="p",
         data={"Value": "x" * 5000},
+        no_echo=False,
     )
     assert body["Status"] == "FAILED"
     assert body["Data"] == {}
@@ -338,6 +339,7 @@ def test_the_response_guard_keeps_bodies_under_4096_bytes() -> None:
         status="SUCCESS",
         physical_resource_id="p",
         data={"Value": "x" * 3000},
+        no_echo=False,
     )
     assert fits["Status"] == "SUCCESS"
 

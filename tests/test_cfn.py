@@ -269,15 +269,19 @@ def test_every_put_attempt_closes_its_connection(http_receiver: tuple[str, _Rece
 
 def test_a_body_too_large_or_not_json_is_failed_with_the_reason() -> None:
     too_large = cfn.response_body(
-        parse({}), status="SUCCESS", physical_resource_id="p", data={"V": "x" * 5000}
+        parse({}), status="SUCCESS", physical_resource_id="p", data={"V": "x" * 5000}, no_echo=False
     )
     assert too_large["Reason"].startswith("Response would be 5") and too_large["Reason"].endswith(
         "bytes, over CloudFormation's 4096-byte limit: use a shorter Rack or a smaller key, or "
         "read the value from SSM."
     )
     not_json = cfn.response_body(
-        parse({}), status="SUCCESS", physical_resource_id="p", data={"V": {1}}
-    )  # type: ignore[dict-item]
+        parse({}),
+        status="SUCCESS",
+        physical_resource_id="p",
+        data={"V": {1}},  # type: ignore[dict-item]
+        no_echo=False,
+    )
     assert not_json["Status"] == "FAILED"
     assert not_json["Reason"].startswith("Response is not JSON, over CloudFormation's")
 
@@ -352,3 +356,53 @@ def test_the_default_guard_leaves_a_function_its_time_but_the_last_three_seconds
     resource(body, LambdaContext(timeout_seconds=6.5))
     [(_, _, sent, _)] = received.requests
     assert (sent["Status"], sent["PhysicalResourceId"]) == ("SUCCESS", "done")
+
+
+def test_the_decorators_return_the_function_so_they_stack() -> None:
+    resource = cfn.CustomResource()
+
+    def function(event: Any, context: Any) -> str:
+        return "id"
+
+    assert resource.create(function) is function
+    assert resource.update(function) is function
+    assert resource.delete(function) is function
+
+
+def test_a_lambda_with_less_time_than_the_margin_answers_after_a_tenth_of_a_second(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """1 s left and a 3 s margin: the guard is armed for 0.1 s, not for no time at all."""
+    from devkit.events import LambdaContext, event
+
+    base, _ = http_receiver
+    armed: list[float] = []
+    resource = cfn.CustomResource(timeout_margin=3.0)
+    resource.create(lambda e, c: armed.append(resource._timer.interval) or "id")
+    resource(
+        event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p"),
+        LambdaContext(timeout_seconds=1.0),
+    )
+    assert armed == [0.1]
+
+
+def test_a_success_turned_failed_by_its_size_answers_with_the_id_chosen_up_front(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """The function returned the bundle's id, but its Data cannot be sent: on a Create the
+    FAILED answer carries the marker a rollback Delete ignores, not that id."""
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+    resource = cfn.CustomResource(timeout_margin=3.0)
+
+    def too_much(e: Any, c: Any) -> str:
+        resource.Data = {"Value": "x" * 5000}
+        return "6d792d7261636b"
+
+    resource.create(too_much)
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    resource(body, LambdaContext())
+    [(_, _, sent, _)] = received.requests
+    assert sent["Status"] == "FAILED"
+    assert sent["PhysicalResourceId"] == f"failed-{body['RequestId']}"

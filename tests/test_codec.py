@@ -157,3 +157,16 @@ def test_reading_a_key_does_not_reprove_its_primes() -> None:
         serialization.load_pem_private_key(pem, password=None)  # OpenSSL's RSA_check_key
     key = private_key_from_stored(to_stored(pem))
     assert isinstance(key, rsa.RSAPrivateKey) and key.private_numbers().p == p
+
+
+def test_an_rsa_exponent_equal_to_the_modulus_is_inconsistent() -> None:
+    """1 < e < n: with p = 3, q = 11 and e = n = 33 every other relation holds (e odd,
+    e·d = 231 ≡ 1 mod λ = 10, dmp1, dmq1, iqmp), yet e must stay below n."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import _rsa_consistent
+
+    e_is_n = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(33, 33))
+    assert _rsa_consistent(e_is_n) is False
+    below = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(3, 33))
+    assert _rsa_consistent(below) is True

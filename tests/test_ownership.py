@@ -416,3 +416,34 @@ def test_a_refusal_for_the_trusted_cas_alone_says_so(store: Any) -> None:
     assert "does not suit its properties: renewed (the trusted CAs change)." in _user_refusal(
         RACK, claim, trust_only
     )
+
+
+def test_a_user_that_finds_the_bundle_suitable_writes_and_removes_nothing(store: Any) -> None:
+    from handler.ensure import Requester, ensure
+    from tests.conftest import props
+
+    ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    used = ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(B))
+    assert (used.action.value, used.written, used.removed) == ("reused", 0, 0)
+
+
+def test_two_creators_racing_for_a_new_bundle_leave_one_owner(store: Any, ssm: Any) -> None:
+    """The owner record is create-if-absent: B's record lands between A's read and A's write,
+    so A re-reads, finds B the owner and only uses B's bundle (written by B meanwhile)."""
+    from handler.ensure import Requester, ensure
+    from tests.conftest import props
+
+    real_put = store.put
+
+    def b_first(name: str, value: str, **kwargs: Any) -> int:
+        if name == NAMES.owner and not b_done:
+            b_done.append(True)
+            ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(B))
+        return real_put(name, value, **kwargs)
+
+    b_done: list[bool] = []
+    store.put = b_first
+    used = ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
+    assert used.action.value == "reused" and used.written == 0
+    owner = ssm.get_parameter(Name=NAMES.owner)["Parameter"]
+    assert (owner["Value"], owner["Version"]) == (B.to_stored(), 1)

@@ -341,3 +341,9 @@ def test_a_bad_server_name_is_echoed_cut_to_80_characters() -> None:
     assert str(raised.value) == (
         f"ServerSubjectAltNames entry {entry[:80]!r} is neither an IP address nor a DNS name"
     )
+
+
+def test_a_rack_of_spaces_is_called_empty() -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "   "}, NOW)
+    assert str(raised.value) == "Rack must not be empty"

@@ -333,3 +333,14 @@ def test_the_lambdas_client_tries_six_times_against_a_failing_endpoint(
         server.shutdown()
         server.server_close()
     assert hits == ["AmazonSSM.GetParameters"] * 6
+
+
+def test_the_lambdas_client_gives_up_on_a_silent_connection_in_seconds() -> None:
+    """docs/DESIGN.md §3 rule 5: 5 s to connect, 15 s to read, so six attempts at a silent
+    endpoint fail the request and leave the timeout guard time to answer. Waiting them out
+    would take minutes: tests/test_reliability_faults.py injects the timeouts botocore raises."""
+    from handler.store import default_client
+
+    config = default_client().meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 15)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 6}
