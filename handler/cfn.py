@@ -166,12 +166,13 @@ def response_body(
         "NoEcho": no_echo,
         "Data": dict(data or {}),
     }
+    size: int | None
     try:
         size = len(json.dumps(body).encode("utf-8"))
     except (TypeError, ValueError):
-        size = -1
-    if size < 0 or size > MAX_RESPONSE_BYTES:
-        problem = "is not JSON" if size < 0 else f"would be {size} bytes"
+        size = None  # not JSON
+    if size is None or size > MAX_RESPONSE_BYTES:
+        problem = "is not JSON" if size is None else f"would be {size} bytes"
         body.update(
             Status=FAILED,
             Data={},

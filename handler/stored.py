@@ -72,11 +72,11 @@ class StoredBundle:
     @classmethod
     def decode(cls, values: Mapping[str, str], names: BundleNames) -> StoredBundle:
         """Decode each value of ``values`` (name -> value) once."""
-        bundle_read = _bundle(values.get(names.cert(Item.CA)))
+        ca_value = values.get(names.cert(Item.CA))
+        # Nothing stored trusts nothing; the CA pair says "not stored" itself (_decode).
+        bundle_read = _bundle(ca_value) if ca_value is not None else ()
         # The CA's own certificate is judged from the same read as the trust set it heads.
-        ca_cert, ca_cert_problem = _decode(
-            values.get(names.cert(Item.CA)), lambda _: single_certificate(bundle_read)
-        )
+        ca_cert, ca_cert_problem = _decode(ca_value, lambda _: single_certificate(bundle_read))
         signer, ca_key_problem = _key(values, names.key(Item.CA))
         retired, _ = _decode(values.get(names.previous_ca_cert), certificate_from_stored)
         return cls(
@@ -144,9 +144,7 @@ def _decode(value: str | None, decoder: Callable[[str], _T]) -> tuple[_T | None,
         return None, f"unreadable ({error})"
 
 
-def _bundle(value: str | None) -> tuple[x509.Certificate, ...] | Unreadable:
-    if value is None:
-        return ()  # nothing trusted; the CA pair says "not stored" itself (_decode)
+def _bundle(value: str) -> tuple[x509.Certificate, ...] | Unreadable:
     try:
         return certificates_from_stored(value)
     except Unreadable as error:

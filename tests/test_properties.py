@@ -172,10 +172,10 @@ def test_bad_getter_properties_name_the_property(properties: dict[str, Any], nam
 
 
 def test_only_a_changed_rotation_token_requests_rotation() -> None:
-    assert not rotation_requested({"RotationToken": "a"}, None)
-    assert not rotation_requested({"RotationToken": "a"}, {"RotationToken": "a"})
-    assert not rotation_requested({"Version": "2"}, {"Version": "1"})
-    assert not rotation_requested({"RotationToken": ""}, {})
+    assert rotation_requested({"RotationToken": "a"}, None) is False  # a Create
+    assert rotation_requested({"RotationToken": "a"}, {"RotationToken": "a"}) is False
+    assert rotation_requested({"Version": "2"}, {"Version": "1"}) is False
+    assert rotation_requested({"RotationToken": ""}, {}) is False
     assert rotation_requested({"RotationToken": "b"}, {"RotationToken": "a"})
     assert rotation_requested({"RotationToken": "a"}, {})
     assert rotation_requested({}, {"RotationToken": "a"})
@@ -347,3 +347,11 @@ def test_a_rack_of_spaces_is_called_empty() -> None:
     with pytest.raises(PropertyError) as raised:
         parse_generator({"Rack": "   "}, NOW)
     assert str(raised.value) == "Rack must not be empty"
+
+
+def test_server_names_that_name_nothing_are_refused() -> None:
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", "ServerSubjectAltNames": []}, NOW)
+    assert str(raised.value) == (
+        "ServerSubjectAltNames must name at least one DNS name or IP address"
+    )
