@@ -406,3 +406,26 @@ def test_a_success_turned_failed_by_its_size_answers_with_the_id_chosen_up_front
     [(_, _, sent, _)] = received.requests
     assert sent["Status"] == "FAILED"
     assert sent["PhysicalResourceId"] == f"failed-{body['RequestId']}"
+
+
+def test_a_fault_in_the_edge_itself_still_answers_failed(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """Not the function's failure but the wrapper's (here the Lambda context breaks): the one
+    response still goes, FAILED, with the id chosen up front."""
+    from devkit.events import LambdaContext, event
+
+    class Broken(LambdaContext):
+        def get_remaining_time_in_millis(self) -> int:
+            raise RuntimeError("no clock")
+
+    base, received = http_receiver
+    resource = _resource(lambda e, c: "id")
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    resource(body, Broken())
+    [(_, _, sent, _)] = received.requests
+    assert (sent["Status"], sent["Reason"], sent["PhysicalResourceId"]) == (
+        "FAILED",
+        "Internal error in the custom resource: see its logs; retry.",
+        f"failed-{body['RequestId']}",
+    )

@@ -201,7 +201,10 @@ def test_a_create_that_finds_a_convox_rack_is_only_its_user(invoke: Invoke, ssm:
     created = _create(invoke, STACK_B)
     # The rack lacks the server pair, and a user writes nothing: it says so.
     assert created["Status"] == "FAILED"
-    assert "no recorded owner" in created["Reason"]
+    assert (
+        "by this resource (no recorded owner (made by the convox handler or an older "
+        "docker-tls)), so it writes nothing"
+    ) in created["Reason"]
     invoke("Delete", BASE, physical_id=created["PhysicalResourceId"], stack_id=STACK_B)
     assert _everything(ssm) == before
     # Nor does a Delete of the rack's own id remove material nobody recorded.

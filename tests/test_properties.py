@@ -355,3 +355,12 @@ def test_server_names_that_name_nothing_are_refused() -> None:
     assert str(raised.value) == (
         "ServerSubjectAltNames must name at least one DNS name or IP address"
     )
+
+
+def test_the_longest_validity_that_ends_in_year_9999_is_accepted() -> None:
+    from handler.certificates import max_validity_days
+
+    most = max_validity_days(NOW)
+    assert parse_generator({"Rack": "r", "ValidityDays": most}, NOW).validity_days == most
+    with pytest.raises(PropertyError, match="^ValidityDays would end certificates after"):
+        parse_generator({"Rack": "r", "ValidityDays": most + 1}, NOW)

@@ -102,21 +102,29 @@ def test_too_many_updates_is_retried_with_growing_pauses_then_fails(
     assert recording.count("put_parameter") == 3 + 5  # bounded: five attempts
 
 
-def test_a_parameter_ssm_keeps_advanced_is_written_advanced(
-    recording: RecordingClient, recorded_store: ParameterStore
-) -> None:
-    recording.fail(
-        "put_parameter", client_error("ValidationException", "PutParameter", TIER_REFUSAL), times=1
-    )
-    recorded_store.put("p", "small", secure=False, kms_key_id=None, overwrite=True)
-    assert [p["Tier"] for p in _puts(recording)] == ["Standard", "Advanced"]
-
-
 #: What SSM says when a Standard-tier write meets an Advanced parameter.
 TIER_REFUSAL = (
     "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the "
     "advanced-parameter tier to the standard-parameter tier."
 )
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        TIER_REFUSAL,  # an Advanced parameter stays Advanced
+        # a value over the Standard limit: the words handler/store.py quotes, naming one tier
+        "Standard tier parameters support a maximum parameter value of 4096 characters.",
+    ],
+)
+def test_a_parameter_ssm_keeps_advanced_is_written_advanced(
+    recording: RecordingClient, recorded_store: ParameterStore, refusal: str
+) -> None:
+    recording.fail(
+        "put_parameter", client_error("ValidationException", "PutParameter", refusal), times=1
+    )
+    recorded_store.put("p", "small", secure=False, kms_key_id=None, overwrite=True)
+    assert [p["Tier"] for p in _puts(recording)] == ["Standard", "Advanced"]
 
 
 @pytest.mark.parametrize(

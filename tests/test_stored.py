@@ -72,3 +72,21 @@ def test_a_pair_missing_both_values_names_both_problems(ssm: Any, store: Paramet
     }
     server = StoredBundle.decode(values, NAMES).server
     assert server.problem == "certificate not stored; key not stored"
+
+
+def test_a_switch_interrupted_between_writes_reads_as_introduce(
+    ssm: Any, store: ParameterStore
+) -> None:
+    """Both next-ca-key and previous-ca-key stored: a switch (or its rollback) stopped between
+    its writes. A stack not mid-update sends introduce there, so that is the stage."""
+    from handler.model import RotationStage
+
+    values = _values(ssm, store)
+    interrupted = {
+        **values,
+        NAMES.next_ca_key: values[NAMES.key(Item.SERVER)],
+        NAMES.previous_ca_key: values[NAMES.key(Item.CLIENT)],
+    }
+    assert StoredBundle.decode(interrupted, NAMES).stage is RotationStage.INTRODUCE
+    del interrupted[NAMES.key(Item.CA)]  # even with the signing key gone
+    assert StoredBundle.decode(interrupted, NAMES).stage is RotationStage.INTRODUCE
