@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -429,3 +430,43 @@ def test_a_fault_in_the_edge_itself_still_answers_failed(
         "Internal error in the custom resource: see its logs; retry.",
         f"failed-{body['RequestId']}",
     )
+
+
+def test_an_answered_invocation_leaves_no_guard_behind(
+    http_receiver: tuple[str, _Received], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard is cancelled once the answer is sent: it never fires into a quiet Lambda
+    (3.3 s left, a 3 s margin: it would fire 0.3 s in)."""
+    import logging
+
+    from devkit.events import LambdaContext, event
+
+    base, received = http_receiver
+    resource = _resource(lambda e, c: "id")
+    with caplog.at_level(logging.INFO, logger="handler.cfn"):
+        resource(
+            event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p"),
+            LambdaContext(timeout_seconds=3.3),
+        )
+        time.sleep(0.8)
+    assert len(received.requests) == 1
+    assert "about to run out of Lambda time; answering FAILED" not in caplog.messages
+
+
+def test_a_payload_that_is_not_an_event_drops_the_previous_requests_log_context(
+    http_receiver: tuple[str, _Received],
+) -> None:
+    """A warm Lambda's next log lines must not carry the last request's RequestId."""
+    import logging
+
+    from devkit.events import LambdaContext, event
+    from handler import logs
+
+    base, _ = http_receiver
+    resource = _resource(lambda e, c: "id")
+    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    resource(body, LambdaContext())
+    line = logging.makeLogRecord({"msg": "next"})
+    assert body["RequestId"] in logs.JsonFormatter().format(line)
+    resource(["not", "an", "event"], LambdaContext())
+    assert body["RequestId"] not in logs.JsonFormatter().format(line)

@@ -170,3 +170,12 @@ def test_an_rsa_exponent_equal_to_the_modulus_is_inconsistent() -> None:
     assert _rsa_consistent(e_is_n) is False
     below = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(3, 33))
     assert _rsa_consistent(below) is True
+
+
+def test_a_private_key_block_that_does_not_parse_is_named_so() -> None:
+    from handler.codec import private_key_from_stored
+
+    broken = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    assert _problem(private_key_from_stored, to_stored(broken)) == (
+        "PEM is not a readable private key"
+    )

@@ -131,6 +131,8 @@ def test_a_parameter_ssm_keeps_advanced_is_written_advanced(
     "message",
     [
         "Invalid request: tags and overwrite can't be used together.",
+        # names a tier's word, but no tier: not SSM's tier refusal
+        "Parameter value is not valid for an advanced-looking name.",
         'Parameter name: can\'t be prefixed with "aws" or "ssm" (case-insensitive).',
         "ValidationException",
     ],
@@ -167,8 +169,9 @@ def test_a_stop_before_a_write_or_a_delete_prevents_it(
         )
     assert str(stopped.value) == "stopped before writing p"  # after "Timed out: " in the log
     ssm.put_parameter(Name="d", Value="v", Type="String")
-    with pytest.raises(Stopped):
-        recorded_store.delete(["d"], should_stop=lambda: True)
+    with pytest.raises(Stopped) as stopped:
+        recorded_store.delete(["d", "e"], should_stop=lambda: True)
+    assert str(stopped.value) == "stopped before deleting d, e"
     assert recording.written() == [] and recording.count("delete_parameters") == 0
 
 
