@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from handler import cfn
+from devkit.events import LambdaContext, event
+from handler import cfn, logs
 from handler.event import parse
 
 
@@ -108,7 +109,6 @@ def test_a_url_that_is_not_one_sends_nothing() -> None:
 
 
 def test_no_retry_pause_runs_past_the_lambdas_end(http_receiver: tuple[str, _Received]) -> None:
-    import time
 
     base, received = http_receiver
     received.status = 500
@@ -147,6 +147,17 @@ def test_an_unreadable_response_ca_is_logged_not_raised(
     assert any("/nonexistent/ca.pem" in r.getMessage() for r in caplog.records)
 
 
+def _request(request_type: str, url: str) -> dict[str, Any]:
+    """A CloudFormation request to a generator, answered at ``url``."""
+    return event(request_type, "Custom::SelfSignedCertificate", "R", {}, response_url=url)
+
+
+def _answer(received: _Received) -> dict[str, Any]:
+    """The one response body the receiver got; fails on none or several."""
+    [(_, _, sent, _)] = received.requests
+    return sent
+
+
 def _resource(function: Any) -> cfn.CustomResource:
     resource = cfn.CustomResource(timeout_margin=3.0)
     resource.create(function)
@@ -158,9 +169,6 @@ def test_the_guard_answers_before_the_lambdas_time_runs_out(
 ) -> None:
     """3.2 s of Lambda time and a 3 s margin: the guard answers FAILED after about 0.2 s,
     while the function is still running, with the id chosen up front."""
-    import time
-
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
     seen: list[float] = []
@@ -173,9 +181,9 @@ def test_the_guard_answers_before_the_lambdas_time_runs_out(
         return "bundle-id"
 
     resource = _resource(slow)
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/g")
+    body = _request("Create", f"{base}/g")
     resource(body, LambdaContext(timeout_seconds=3.2))
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert sent["Status"] == "FAILED"
     assert sent["Reason"].startswith("Timed out before the bundle was ensured")
     assert sent["PhysicalResourceId"] == f"failed-{body['RequestId']}"
@@ -185,8 +193,6 @@ def test_the_guard_answers_before_the_lambdas_time_runs_out(
 def test_the_log_context_keeps_each_field_to_100_characters(
     http_receiver: tuple[str, _Received],
 ) -> None:
-    from devkit.events import LambdaContext, event
-    from handler import logs
 
     base, _ = http_receiver
     context: list[dict[str, str]] = []
@@ -217,13 +223,12 @@ def test_retry_pauses_grow_to_five_seconds_and_stay_there(
 def test_a_request_type_cloudformation_never_sends_fails_saying_so(
     http_receiver: tuple[str, _Received],
 ) -> None:
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
     resource = _resource(lambda e, c: None)
-    body = event("Patch", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    body = _request("Patch", f"{base}/p")
     resource(body, LambdaContext())
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert sent["Status"] == "FAILED"
     assert sent["Reason"] == (
         "RequestType 'Patch' is not Create, Update or Delete: this event did not come from "
@@ -235,13 +240,12 @@ def test_a_request_type_without_a_registered_function_fails_naming_it(
     http_receiver: tuple[str, _Received],
 ) -> None:
     """A helper wired for Create alone (a wiring mistake) still answers a Delete, FAILED."""
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
     resource = _resource(lambda e, c: "id")
-    body = event("Delete", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    body = _request("Delete", f"{base}/p")
     resource(body, LambdaContext())
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert (sent["Status"], sent["Reason"]) == (
         "FAILED",
         "No function is registered for RequestType 'Delete'.",
@@ -302,7 +306,6 @@ def test_the_response_must_be_delivered_a_quarter_second_before_the_lambdas_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The deadline given to the PUT is the Lambda's end less 0.25 s, time to return."""
-    from devkit.events import LambdaContext, event
 
     deadlines: list[float | None] = []
     monkeypatch.setattr(cfn.time, "monotonic", lambda: 1000.0)
@@ -312,7 +315,7 @@ def test_the_response_must_be_delivered_a_quarter_second_before_the_lambdas_end(
         lambda url, body, attempts, deadline: deadlines.append(deadline) or True,
     )
     resource = _resource(lambda event, context: "id")
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url="https://x/y")
+    body = _request("Create", "https://x/y")
     context = LambdaContext(timeout_seconds=60)
     monkeypatch.setattr(context, "get_remaining_time_in_millis", lambda: 10_000)
     resource(body, context)
@@ -328,9 +331,8 @@ def test_a_failure_without_request_id_or_physical_id_is_named_failed_unknown() -
 
     resource = _resource(fail)
     resource.send_response = lambda url, body: sent.append(dict(body)) or True  # type: ignore[method-assign]
-    from devkit.events import LambdaContext, event
 
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url="https://x/y")
+    body = _request("Create", "https://x/y")
     del body["RequestId"]
     resource(body, LambdaContext())
     assert [s["PhysicalResourceId"] for s in sent] == ["failed-unknown"]
@@ -341,9 +343,6 @@ def test_the_default_guard_leaves_a_function_its_time_but_the_last_three_seconds
 ) -> None:
     """The handler's own CustomResource() (app.helper) answers FAILED only 3 s before the end:
     a function finishing 1.2 s into 6.5 s of Lambda time is answered SUCCESS."""
-    import time
-
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
 
@@ -353,9 +352,9 @@ def test_the_default_guard_leaves_a_function_its_time_but_the_last_three_seconds
 
     resource = cfn.CustomResource()
     resource.create(one_second)
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/d")
+    body = _request("Create", f"{base}/d")
     resource(body, LambdaContext(timeout_seconds=6.5))
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert (sent["Status"], sent["PhysicalResourceId"]) == ("SUCCESS", "done")
 
 
@@ -374,14 +373,13 @@ def test_a_lambda_with_less_time_than_the_margin_answers_after_a_tenth_of_a_seco
     http_receiver: tuple[str, _Received],
 ) -> None:
     """1 s left and a 3 s margin: the guard is armed for 0.1 s, not for no time at all."""
-    from devkit.events import LambdaContext, event
 
     base, _ = http_receiver
     armed: list[float] = []
     resource = cfn.CustomResource(timeout_margin=3.0)
     resource.create(lambda e, c: armed.append(resource._timer.interval) or "id")
     resource(
-        event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p"),
+        _request("Create", f"{base}/p"),
         LambdaContext(timeout_seconds=1.0),
     )
     assert armed == [0.1]
@@ -392,7 +390,6 @@ def test_a_success_turned_failed_by_its_size_answers_with_the_id_chosen_up_front
 ) -> None:
     """The function returned the bundle's id, but its Data cannot be sent: on a Create the
     FAILED answer carries the marker a rollback Delete ignores, not that id."""
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
     resource = cfn.CustomResource(timeout_margin=3.0)
@@ -402,9 +399,9 @@ def test_a_success_turned_failed_by_its_size_answers_with_the_id_chosen_up_front
         return "6d792d7261636b"
 
     resource.create(too_much)
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    body = _request("Create", f"{base}/p")
     resource(body, LambdaContext())
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert sent["Status"] == "FAILED"
     assert sent["PhysicalResourceId"] == f"failed-{body['RequestId']}"
 
@@ -414,7 +411,6 @@ def test_a_fault_in_the_edge_itself_still_answers_failed(
 ) -> None:
     """Not the function's failure but the wrapper's (here the Lambda context breaks): the one
     response still goes, FAILED, with the id chosen up front."""
-    from devkit.events import LambdaContext, event
 
     class Broken(LambdaContext):
         def get_remaining_time_in_millis(self) -> int:
@@ -422,9 +418,9 @@ def test_a_fault_in_the_edge_itself_still_answers_failed(
 
     base, received = http_receiver
     resource = _resource(lambda e, c: "id")
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    body = _request("Create", f"{base}/p")
     resource(body, Broken())
-    [(_, _, sent, _)] = received.requests
+    sent = _answer(received)
     assert (sent["Status"], sent["Reason"], sent["PhysicalResourceId"]) == (
         "FAILED",
         "Internal error in the custom resource: see its logs; retry.",
@@ -437,15 +433,12 @@ def test_an_answered_invocation_leaves_no_guard_behind(
 ) -> None:
     """The guard is cancelled once the answer is sent: it never fires into a quiet Lambda
     (3.3 s left, a 3 s margin: it would fire 0.3 s in)."""
-    import logging
-
-    from devkit.events import LambdaContext, event
 
     base, received = http_receiver
     resource = _resource(lambda e, c: "id")
     with caplog.at_level(logging.INFO, logger="handler.cfn"):
         resource(
-            event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p"),
+            _request("Create", f"{base}/p"),
             LambdaContext(timeout_seconds=3.3),
         )
         time.sleep(0.8)
@@ -457,14 +450,10 @@ def test_a_payload_that_is_not_an_event_drops_the_previous_requests_log_context(
     http_receiver: tuple[str, _Received],
 ) -> None:
     """A warm Lambda's next log lines must not carry the last request's RequestId."""
-    import logging
-
-    from devkit.events import LambdaContext, event
-    from handler import logs
 
     base, _ = http_receiver
     resource = _resource(lambda e, c: "id")
-    body = event("Create", "Custom::SelfSignedCertificate", "R", {}, response_url=f"{base}/p")
+    body = _request("Create", f"{base}/p")
     resource(body, LambdaContext())
     line = logging.makeLogRecord({"msg": "next"})
     assert body["RequestId"] in logs.JsonFormatter().format(line)

@@ -6,17 +6,24 @@ StackIds differ, as two stacks' do) against in-process moto under SSM's type rul
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from typing import Any
 
 import pytest
 
 from devkit.events import stack_arn
 from handler import app
+from handler.bundle import Action, plan
+from handler.certificates import KeyAlgorithm
+from handler.ensure import NotOwner, Requester, _user_refusal, ensure
+from handler.model import RotationStage
 from handler.names import BundleNames, Item
 from handler.ownership import Resource, Standing, claim, may_delete
+from handler.stored import StoredBundle
 from tests import legacy
-from tests.conftest import NOW, Invoke
+from tests.conftest import NOW, Invoke, RecordingClient, props
 
 RACK = "shared"
 HEX = RACK.encode().hex()
@@ -38,7 +45,6 @@ def _create(invoke: Invoke, stack: str, **more: Any) -> dict[str, Any]:
 
 
 def test_the_owner_is_recorded_before_anything_else(invoke: Invoke, ssm: Any) -> None:
-    from tests.conftest import RecordingClient
 
     recording = RecordingClient(ssm)
     app.store._client = recording  # type: ignore[assignment]
@@ -254,12 +260,6 @@ def test_an_owner_is_named_the_way_an_operator_knows_it() -> None:
 
 def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
     """The whole message (the Reason shows its first 240 characters, the log all of it)."""
-    import dataclasses
-
-    from handler.certificates import KeyAlgorithm
-    from handler.ensure import NotOwner, Requester, ensure
-    from handler.model import RotationStage
-    from tests.conftest import props
 
     owner = Requester(Resource(STACK_A, "DockerTLS"))
     ensure(store, props(RACK), rotate=False, now=NOW, requester=owner)
@@ -306,10 +306,6 @@ def test_every_request_logs_its_standing_and_why(
     store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An operator reading the function's log sees why a request wrote or only read."""
-    import logging
-
-    from handler.ensure import Requester, ensure
-    from tests.conftest import props
 
     def standings(requester: Requester) -> list[tuple[str, str]]:
         caplog.clear()
@@ -326,11 +322,6 @@ def test_every_request_logs_its_standing_and_why(
 
 def test_a_user_refused_over_an_unreadable_owner_record_is_told_so(store: Any, ssm: Any) -> None:
     """Not "made by the convox handler": the owner parameter is there, and names nobody."""
-    import dataclasses
-
-    from handler.certificates import KeyAlgorithm
-    from handler.ensure import NotOwner, Requester, ensure
-    from tests.conftest import props
 
     ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
     ssm.put_parameter(Name=NAMES.owner, Value="not json", Type="String", Overwrite=True)
@@ -345,8 +336,6 @@ def test_a_user_refused_over_an_unreadable_owner_record_is_told_so(store: Any, s
 def test_a_requester_that_does_not_say_it_answered_never_adopts(store: Any, ssm: Any) -> None:
     """The safe default: only a caller that knows the Update carries hex(Rack) may adopt
     material nobody recorded; any other caller only uses it, and writes nothing."""
-    from handler.ensure import NotOwner, Requester, ensure
-    from tests.conftest import props
 
     legacy.store_convox_rack(ssm, RACK, NOW)
     before = _everything(ssm)
@@ -358,10 +347,6 @@ def test_a_requester_that_does_not_say_it_answered_never_adopts(store: Any, ssm:
 def test_an_adoption_logs_why_the_rack_becomes_its_own(
     store: Any, ssm: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import logging
-
-    from handler.ensure import Requester, ensure
-    from tests.conftest import props
 
     legacy.store_convox_rack(ssm, RACK, NOW)
     with caplog.at_level(logging.INFO, logger="handler.ensure"):
@@ -380,18 +365,12 @@ def test_an_adoption_logs_why_the_rack_becomes_its_own(
 def test_a_new_bundles_count_of_writes_includes_the_owner_record(store: Any) -> None:
     """The count an operator reads in "bundle ensured" is every parameter put: 6 and the
     owner record."""
-    from handler.ensure import Requester, ensure
-    from tests.conftest import props
 
     outcome = ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
     assert outcome.written == 7
 
 
 def test_a_users_refusal_names_the_first_item_it_would_write(store: Any) -> None:
-    import dataclasses
-
-    from handler.ensure import NotOwner, Requester, ensure
-    from tests.conftest import props
 
     ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
     other_names = dataclasses.replace(props(RACK), server_subject_alt_names=("b.example.internal",))
@@ -403,27 +382,18 @@ def test_a_users_refusal_names_the_first_item_it_would_write(store: Any) -> None
 
 def test_a_refusal_for_the_trusted_cas_alone_says_so(store: Any) -> None:
     """When no item and no stage step needs a write, what is left is ca-cert's trust set."""
-    import dataclasses
-
-    from handler.bundle import Action, plan
-    from handler.ensure import Requester, _user_refusal, ensure
-    from handler.ownership import claim as claim_of
-    from handler.stored import StoredBundle
-    from tests.conftest import props
 
     ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
     values = {n: p.value for n, p in store.read(NAMES.material).items()}
     healthy = plan(StoredBundle.decode(values, NAMES), props(RACK), rotate=False, now=NOW)
     trust_only = dataclasses.replace(healthy, action=Action.RENEWED, bundle_changes=True)
-    claim = claim_of(A.to_stored(), B, material_stored=True, answered_for_bundle=False)
+    standing = claim(A.to_stored(), B, material_stored=True, answered_for_bundle=False)
     assert "does not suit its properties: renewed (the trusted CAs change)." in _user_refusal(
-        RACK, claim, trust_only
+        RACK, standing, trust_only
     )
 
 
 def test_a_user_that_finds_the_bundle_suitable_writes_and_removes_nothing(store: Any) -> None:
-    from handler.ensure import Requester, ensure
-    from tests.conftest import props
 
     ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(A))
     used = ensure(store, props(RACK), rotate=False, now=NOW, requester=Requester(B))
@@ -433,8 +403,6 @@ def test_a_user_that_finds_the_bundle_suitable_writes_and_removes_nothing(store:
 def test_two_creators_racing_for_a_new_bundle_leave_one_owner(store: Any, ssm: Any) -> None:
     """The owner record is create-if-absent: B's record lands between A's read and A's write,
     so A re-reads, finds B the owner and only uses B's bundle (written by B meanwhile)."""
-    from handler.ensure import Requester, ensure
-    from tests.conftest import props
 
     real_put = store.put
 
