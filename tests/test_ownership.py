@@ -256,6 +256,11 @@ def test_an_owner_is_named_the_way_an_operator_knows_it() -> None:
     assert A.describe() == "DockerTLS in stack stack-a"
     assert Resource.from_stored(A.to_stored()) == A
     assert Resource("not-an-arn", "X").describe() == "X in stack not-an-arn"
+    # Only a whole stack ARN (the stack part, the name, the id) gives up its name; anything
+    # short of it is shown as it came, rather than a guess at which part is the name.
+    short = "arn:aws:cloudformation:us-east-1:123456789012:stack/only-name"
+    assert Resource(short, "X").describe() == f"X in stack {short}"
+    assert Resource("a/b/c", "X").describe() == "X in stack a/b/c"
 
 
 def test_a_users_refusal_says_what_to_do_in_full(store: Any) -> None:
