@@ -549,8 +549,9 @@ class Score:
 
     @property
     def rate(self) -> str:
+        """Killed of non-equivalent, rounded down: 94.6 % shows as 94 %, never as 95 %."""
         relevant = self.tried - self.equivalent
-        return f"{100 * self.killed / relevant:.0f} %" if relevant else "-"
+        return f"{100 * self.killed // relevant} %" if relevant else "-"
 
 
 def score(
@@ -584,7 +585,8 @@ def _report(
         f"{elapsed / 60:.1f} minutes ({args.workers} workers, seeds {named}; up to "
         f"{args.per_module} mutants per module and seed). How mutants are made and chosen: the "
         "docstring of scripts/mutation.py. A survivor is either equivalent (the reason is given, "
-        "from scripts/mutation_equivalents.toml) or a gap in the tests (the run fails).",
+        "from scripts/mutation_equivalents.toml) or a gap in the tests (the run fails). Rates "
+        "are rounded down.",
         "",
         "## Over every seed (distinct mutants)",
         "",

@@ -133,7 +133,16 @@ def test_the_report_counts_each_seed_and_distinct_mutants_overall() -> None:
     )
     assert gaps == 1  # m2, counted once though two seeds ran
     assert "seeds 11, 12 (used to write the tests)" in report
-    assert "| bundle | 4 | 4 | 2 | 1 | 1 | 67 % |" in report  # m1 drawn twice, counted once
+    # m1 drawn twice, counted once; 2 of 3 is 66.7 %, shown rounded down
+    assert "| bundle | 4 | 4 | 2 | 1 | 1 | 66 % |" in report
     assert "| 11 | bundle | 3 | 1 | 1 | 1 | 50 % |" in report
     assert "| 12 | bundle | 2 | 2 | 0 | 0 | 100 % |" in report
     assert "**not killed: a gap**" in report and "the same either way" in report
+
+
+def test_a_rate_is_rounded_down_so_a_target_is_never_met_by_rounding() -> None:
+    Score = mutation.Score
+    assert Score(tried=1000, killed=946, equivalent=0, gaps=54).rate == "94 %"  # 94.6 %
+    assert Score(tried=1001, killed=1000, equivalent=0, gaps=1).rate == "99 %"  # 99.9 %
+    assert Score(tried=22, killed=20, equivalent=2, gaps=0).rate == "100 %"
+    assert Score(tried=3, killed=0, equivalent=3, gaps=0).rate == "-"
