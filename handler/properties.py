@@ -232,7 +232,9 @@ def parse_generator(properties: Mapping[str, Any], now: dt.datetime) -> Generato
         )
     token = properties.get("RotationToken")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS):
-        raise PropertyError("RotationToken", f"must be a string of at most {MAX_TOKEN_CHARS}")
+        raise PropertyError(
+            "RotationToken", f"must be a string of at most {MAX_TOKEN_CHARS} characters"
+        )
     return GeneratorProperties(
         rack=rack,
         key_algorithm=_key_algorithm(properties),

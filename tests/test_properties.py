@@ -364,3 +364,59 @@ def test_the_longest_validity_that_ends_in_year_9999_is_accepted() -> None:
     assert parse_generator({"Rack": "r", "ValidityDays": most}, NOW).validity_days == most
     with pytest.raises(PropertyError, match="^ValidityDays would end certificates after"):
         parse_generator({"Rack": "r", "ValidityDays": most + 1}, NOW)
+
+
+@pytest.mark.parametrize(
+    ("properties", "accepted"),
+    [
+        ({"Rack": "x" * 128}, "x" * 128),
+        ({"Rack": "é" * 64}, "é" * 64),  # 128 bytes of UTF-8
+        ({"Rack": "r", "RotationToken": "t" * 256}, "t" * 256),
+        ({"Rack": "r", "ServerSubjectAltNames": [f"h{i}" for i in range(100)]}, "h99"),
+    ],
+)
+def test_every_limit_is_reached_not_refused(properties: dict[str, Any], accepted: str) -> None:
+    """At each limit the value is accepted; one past it (BAD_GENERATOR) is refused."""
+    parsed = parse_generator(properties, NOW)
+    assert accepted in (parsed.rack, parsed.rotation_token, *parsed.server_subject_alt_names)
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ({"ValidityDays": "0"}, "ValidityDays must be at least 1"),
+        ({"RenewBeforeDays": "0"}, "RenewBeforeDays must be at least 1"),
+        ({"RotationToken": "t" * 257}, "RotationToken must be a string of at most 256 characters"),
+        ({"RotationToken": 7}, "RotationToken must be a string of at most 256 characters"),
+        (
+            {"ServerSubjectAltNames": [f"h{i}" for i in range(101)]},
+            "ServerSubjectAltNames may hold at most 100 entries",
+        ),
+        (
+            {"ServerSubjectAltNames": ["ok", 7]},
+            "ServerSubjectAltNames entries must be strings, got 7",
+        ),
+        (
+            {"RotationStage": "bogus"},
+            "RotationStage must be introduce or switch, or empty for none, got 'bogus'",
+        ),
+        (  # the value is echoed cut to 40 characters
+            {"RotationStage": "s" * 50},
+            f"RotationStage must be introduce or switch, or empty for none, got '{'s' * 40}'",
+        ),
+    ],
+)
+def test_every_refusal_is_a_whole_sentence(properties: dict[str, Any], message: str) -> None:
+    """What the operator reads in the stack's events, word for word."""
+    with pytest.raises(PropertyError) as raised:
+        parse_generator({"Rack": "r", **properties}, NOW)
+    assert str(raised.value) == message
+
+
+def test_a_server_name_is_written_as_clients_compare_it() -> None:
+    """Lower case, without the root's trailing dot: 'Host.Example.' and 'host.example' are one
+    name, so one entry."""
+    parsed = parse_generator(
+        {"Rack": "r", "ServerSubjectAltNames": "Host.Example.,host.example,*.Fleet.Example."}, NOW
+    )
+    assert parsed.server_subject_alt_names == ("host.example", "*.fleet.example")
