@@ -90,7 +90,9 @@ def test_a_refused_put_is_retried_a_bounded_number_of_times(
 def test_the_reason_is_cut_to_cloudformations_budget_keeping_its_start() -> None:
     reason = "ServerSubjectAltNames entry 'x' is bad. " + "detail " * 100
     cut = cfn.front_loaded(reason)
-    assert len(cut) == cfn.MAX_REASON
+    assert len(cut) == 240
+    assert cfn.front_loaded("r" * 240) == "r" * 240  # at the budget: whole
+    assert cfn.front_loaded("r" * 241) == "r" * 237 + "..."  # one past it: cut
     assert cut.startswith("ServerSubjectAltNames entry 'x' is bad.")
     assert cut.endswith("...")
     assert cfn.front_loaded("  short\n reason ") == "short reason"
@@ -459,3 +461,48 @@ def test_a_payload_that_is_not_an_event_drops_the_previous_requests_log_context(
     assert body["RequestId"] in logs.JsonFormatter().format(line)
     resource(["not", "an", "event"], LambdaContext())
     assert body["RequestId"] not in logs.JsonFormatter().format(line)
+
+
+def test_a_body_of_exactly_4096_bytes_is_sent_as_it_is() -> None:
+    def body(value: str) -> dict[str, Any]:
+        return cfn.response_body(
+            parse({}), status="SUCCESS", physical_resource_id="p", data={"V": value}, no_echo=False
+        )
+
+    room = 4096 - len(json.dumps(body("")).encode("utf-8"))
+    at_limit = body("x" * room)
+    assert len(json.dumps(at_limit).encode("utf-8")) == 4096
+    assert at_limit["Status"] == "SUCCESS" and at_limit["Data"] == {"V": "x" * room}
+    over = body("x" * (room + 1))
+    assert over["Status"] == "FAILED"
+    assert over["Reason"].startswith("Response would be 4097 bytes, over")
+
+
+def test_each_put_attempt_waits_at_most_ten_seconds_and_never_past_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ResponseURL that accepts and never answers costs one try 10 s, not the Lambda."""
+    waits: list[float] = []
+
+    class Unreachable:
+        def __init__(self, netloc: str, *, timeout: float) -> None:
+            waits.append(timeout)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            raise TimeoutError("timed out")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(cfn.http.client, "HTTPConnection", Unreachable)
+    url = "http://127.0.0.1:9/r"
+    assert cfn.send_response(url, {}, attempts=2, sleep=lambda _: None) is False
+    assert waits == [10.0, 10.0]
+    waits.clear()
+    far = time.monotonic() + 600
+    assert cfn.send_response(url, {}, attempts=1, deadline=far) is False
+    assert waits == [10.0]
+    waits.clear()
+    near = time.monotonic() + 4
+    assert cfn.send_response(url, {}, attempts=1, deadline=near) is False
+    assert 3.5 < waits[0] <= 4
