@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -478,31 +478,55 @@ def test_a_body_of_exactly_4096_bytes_is_sent_as_it_is() -> None:
     assert over["Reason"].startswith("Response would be 4097 bytes, over")
 
 
+class _Unanswered:
+    """An HTTPConnection whose ResponseURL never answers: records each try's timeout."""
+
+    waits: ClassVar[list[float]] = []
+
+    def __init__(self, netloc: str, *, timeout: float) -> None:
+        self.waits.append(timeout)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        raise TimeoutError("timed out")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def unanswered(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waits: ClassVar[list[float]] = []
+    monkeypatch.setattr(_Unanswered, "waits", waits)
+    monkeypatch.setattr(cfn.http.client, "HTTPConnection", _Unanswered)
+    return waits
+
+
 def test_each_put_attempt_waits_at_most_ten_seconds_and_never_past_the_end(
-    monkeypatch: pytest.MonkeyPatch,
+    unanswered: list[float],
 ) -> None:
     """A ResponseURL that accepts and never answers costs one try 10 s, not the Lambda."""
-    waits: list[float] = []
-
-    class Unreachable:
-        def __init__(self, netloc: str, *, timeout: float) -> None:
-            waits.append(timeout)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            raise TimeoutError("timed out")
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(cfn.http.client, "HTTPConnection", Unreachable)
     url = "http://127.0.0.1:9/r"
     assert cfn.send_response(url, {}, attempts=2, sleep=lambda _: None) is False
-    assert waits == [10.0, 10.0]
-    waits.clear()
+    assert unanswered == [10.0, 10.0]
+    unanswered.clear()
     far = time.monotonic() + 600
     assert cfn.send_response(url, {}, attempts=1, deadline=far) is False
-    assert waits == [10.0]
-    waits.clear()
+    assert unanswered == [10.0]
+    unanswered.clear()
     near = time.monotonic() + 4
     assert cfn.send_response(url, {}, attempts=1, deadline=near) is False
-    assert 3.5 < waits[0] <= 4
+    assert 3.5 < unanswered[0] <= 4
+
+
+def test_a_pause_that_would_end_at_the_lambdas_end_is_not_taken(
+    unanswered: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After it no try could run: the sender gives up at once instead of sleeping to the end."""
+    monkeypatch.setattr(cfn.time, "monotonic", lambda: 100.0)  # a clock that stands still
+    pauses: list[float] = []
+    url = "http://127.0.0.1:9/r"
+    assert cfn.send_response(url, {}, attempts=2, sleep=pauses.append, deadline=102.0) is False
+    assert (unanswered, pauses) == ([2.0], [])  # the first pause is 2 s: it would end at 102
+    unanswered.clear()
+    assert cfn.send_response(url, {}, attempts=2, sleep=pauses.append, deadline=102.5) is False
+    assert (unanswered, pauses) == ([2.5, 2.5], [2.0])  # it ends before: taken, one more try
