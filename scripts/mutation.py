@@ -193,11 +193,17 @@ def equivalent_problems(
     entries: Iterable[Equivalent], every_point: dict[str, list[Mutant]]
 ) -> list[str]:
     """Entries that match no mutation point (stale), several scopes without naming one
-    (ambiguous), or carry no reason; judged on every point, so no seed can hide them."""
+    (ambiguous), carry no reason, or repeat an earlier entry (only the first one's reason is
+    ever shown); judged on every point, so no seed can hide them."""
     problems = []
+    seen: set[tuple[str, str, str, str | None]] = set()
     for entry in entries:
         if entry.module not in every_point:
             continue
+        key = (entry.module, entry.code, entry.mutation, entry.scope)
+        if key in seen:
+            problems.append(f"repeated: {entry.module}: {entry.code!r} {entry.mutation}")
+        seen.add(key)
         scopes = sorted({m.scope for m in every_point[entry.module] if entry.matches(m)})
         where = f"{entry.module}: {entry.code!r} {entry.mutation}"
         if not entry.reason.strip():

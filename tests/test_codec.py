@@ -116,6 +116,37 @@ def test_an_rsa_key_with_an_even_factor_is_inconsistent_and_3_is_a_factor_like_a
     assert _rsa_consistent(even) is False
     three = rsa.RSAPrivateNumbers(3, 11, 7, 7 % 2, 7 % 10, 2, rsa.RSAPublicNumbers(3, 33))
     assert _rsa_consistent(three) is True
+    # The same for q: q = 2 refused (iqmp = 6, 6·2 ≡ 1 mod 11), q = 3 a factor like any.
+    even_q = rsa.RSAPrivateNumbers(11, 2, 7, 7 % 10, 7 % 1, 6, rsa.RSAPublicNumbers(3, 22))
+    assert _rsa_consistent(even_q) is False
+    three_q = rsa.RSAPrivateNumbers(11, 3, 7, 7 % 10, 7 % 2, 4, rsa.RSAPublicNumbers(3, 33))
+    assert _rsa_consistent(three_q) is True
+
+
+def test_an_rsa_key_whose_crt_coefficient_is_1_is_consistent() -> None:
+    """iqmp = q⁻¹ mod p is 1 whenever q ≡ 1 mod p (p = 3, q = 7): a key like any other."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import _rsa_consistent
+
+    numbers = rsa.RSAPrivateNumbers(3, 7, 5, 5 % 2, 5 % 6, 1, rsa.RSAPublicNumbers(5, 21))
+    assert _rsa_consistent(numbers) is True
+
+
+def test_an_inconsistent_rsa_key_is_named_unreadable_like_a_broken_one() -> None:
+    """A key that parses but whose numbers disagree (here dmp1) reads as the operator is told
+    of any key that cannot be used, before anything is signed with it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from handler.codec import private_key_from_stored, private_key_pem
+
+    real = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    wrong = rsa.RSAPrivateNumbers(
+        real.p, real.q, real.d, real.dmp1 ^ 2, real.dmq1, real.iqmp, real.public_numbers
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    assert _problem(private_key_from_stored, to_stored(private_key_pem(wrong))) == (
+        "PEM is not a readable private key"
+    )
 
 
 def test_a_trust_bundle_is_read_up_to_eight_certificates_and_refused_beyond() -> None:

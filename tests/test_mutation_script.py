@@ -83,7 +83,7 @@ def test_an_equivalent_matches_by_code_and_mutation_and_its_scope_when_named() -
     assert scoped.matches(moved)
 
 
-def test_stale_ambiguous_and_reasonless_entries_are_problems_whatever_the_sample() -> None:
+def test_stale_ambiguous_reasonless_and_repeated_entries_are_problems_whatever_the_sample() -> None:
     a = Mutant("bundle", 1, 10, "@dataclass(frozen=True)", "True -> False", "Plan")
     b = Mutant("bundle", 9, 90, "@dataclass(frozen=True)", "True -> False", "Write")
     c = Mutant("bundle", 5, 50, "x = 1", "1 -> 2", "f")
@@ -93,6 +93,7 @@ def test_stale_ambiguous_and_reasonless_entries_are_problems_whatever_the_sample
         Equivalent("bundle", c.code, c.description, " "),
         Equivalent("bundle", a.code, a.description, "plan", "Plan"),
         Equivalent("other", "y", "z", "a module this run does not enumerate"),
+        Equivalent("bundle", a.code, a.description, "plan again", "Plan"),
     ]
     problems = mutation.equivalent_problems(entries, {"bundle": [a, b, c]})
     assert problems == [
@@ -100,6 +101,7 @@ def test_stale_ambiguous_and_reasonless_entries_are_problems_whatever_the_sample
         "'@dataclass(frozen=True)' True -> False",
         "stale (no such mutation point): bundle: 'gone = 1' 1 -> 2",
         "no reason: bundle: 'x = 1' 1 -> 2",
+        "repeated: bundle: '@dataclass(frozen=True)' True -> False",
     ]
 
 
