@@ -11,7 +11,6 @@ import pytest
 from devkit import ssm_rules
 from handler.store import (
     ADVANCED_LIMIT,
-    STANDARD_LIMIT,
     ParameterConflict,
     ParameterStore,
     Stopped,
@@ -47,12 +46,11 @@ def test_read_asks_ten_names_a_call_and_leaves_absent_ones_out(
     assert all(c["WithDecryption"] is True for c in calls)
 
 
-@pytest.mark.parametrize(
-    ("length", "tier"), [(STANDARD_LIMIT, "Standard"), (STANDARD_LIMIT + 1, "Advanced")]
-)
+@pytest.mark.parametrize(("length", "tier"), [(4096, "Standard"), (4097, "Advanced")])
 def test_a_value_goes_advanced_only_over_the_standard_limit(
     recording: RecordingClient, recorded_store: ParameterStore, length: int, tier: str
 ) -> None:
+    """The literal from SSM's quotas (4 KB for a Standard parameter), not the constant."""
     recorded_store.put("p", "x" * length, secure=False, kms_key_id="alias/k", overwrite=False)
     [put] = _puts(recording)
     assert put["Tier"] == tier
