@@ -3,7 +3,7 @@ does with each kind of answer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -184,16 +184,34 @@ def test_delete_removes_in_batches_and_ignores_what_is_gone(
     assert recorded_store.read(names) == {}
 
 
+@pytest.mark.parametrize(
+    ("method", "operation"),
+    [
+        ("get_parameters", "GetParameters"),
+        ("put_parameter", "PutParameter"),
+        ("delete_parameters", "DeleteParameters"),
+    ],
+)
 def test_a_connection_failure_is_a_store_error_naming_it(
-    recording: RecordingClient, recorded_store: ParameterStore
+    recording: RecordingClient, recorded_store: ParameterStore, method: str, operation: str
 ) -> None:
     from botocore.exceptions import EndpointConnectionError
 
-    recording.fail("get_parameters", EndpointConnectionError(endpoint_url="https://ssm.example"))
+    calls: dict[str, Callable[[], object]] = {
+        "get_parameters": lambda: recorded_store.read(["a"]),
+        "put_parameter": lambda: recorded_store.put(
+            "a", "v", secure=False, kms_key_id=None, overwrite=True
+        ),
+        "delete_parameters": lambda: recorded_store.delete(["a"]),
+    }
+    recording.fail(method, EndpointConnectionError(endpoint_url="https://ssm.example"))
     with pytest.raises(StoreError) as raised:
-        recorded_store.read(["a"])
+        calls[method]()
     assert raised.value.code == "EndpointConnectionError"
-    assert "https://ssm.example" in str(raised.value)
+    assert str(raised.value) == (
+        f"SSM {operation} failed (EndpointConnectionError): "
+        'Could not connect to the endpoint URL: "https://ssm.example"'
+    )
 
 
 def test_a_value_of_exactly_the_advanced_limit_is_written(
