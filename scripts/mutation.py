@@ -25,8 +25,11 @@ so whether a survivor counts as equivalent never depends on which look-alike a s
 entry is checked against every mutation point, sampled or not: one that matches none (stale) or
 several scopes without naming one (ambiguous) fails the run.
 
-Workers (``--workers``, default: the CPU count) each run in a copy of the tree, so mutants never
-touch the working tree. docs/MUTATION.md is rewritten only by a run over every module.
+Workers (``--workers``, default: the CPU count) each run in a copy of the tree (every file git
+knows of or would add: tests read docs and the template too), so mutants never touch the working
+tree. Before any mutant, the copy must pass the same tests unmutated: a test that fails anyway
+would "kill" every mutant it reaches. docs/MUTATION.md is rewritten only by a run over every
+module.
 """
 
 from __future__ import annotations
@@ -400,32 +403,65 @@ def mutated_source(mutant: Mutant, source: str) -> str:
     return ast.unparse(ast.fix_missing_locations(mutated))
 
 
-def _copy_tree(destination: Path) -> None:
-    for name in ("handler", "devkit", "docker_tls_cli", "tests", "events", "scripts", "bench"):
-        shutil.copytree(
-            ROOT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    for name in ("pyproject.toml", "template.yaml", "Makefile", "samconfig.toml"):
+def _tree_files() -> list[str]:
+    """Every file of the working tree git knows of or would add (tracked or new, not ignored):
+    a test may read any of them (docs/CERTIFICATES.md, the template, an event)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode("utf-8")  # fmt: skip
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+def _copy_tree(destination: Path, files: Sequence[str]) -> None:
+    for name in files:
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, destination / name)
+
+
+def _pytest(workdir: Path, tests: Sequence[str], *extra: str) -> list[str]:
+    """The fast tests ``tests`` as a command run in ``workdir`` (first failure ends it)."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *extra]
+    present = [name for name in tests if (workdir / name).exists()]
+    return [*command, "-m", SELECTION, "-o", "addopts=", *present]
+
+
+def _environment(workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(workdir),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CI": "",  # a skip is a skip here: the mutant is judged on what ran
+    }
+
+
+def baseline_failure(workdir: Path, modules: Iterable[str], workers: int) -> str | None:
+    """What fails when no mutant is in place (None: all pass). A test that fails on the tree
+    as it is would 'kill' every mutant it reaches, and flatter the score."""
+    tests = sorted({name for module in modules for name in MODULES[module]})
+    result = subprocess.run(
+        _pytest(workdir, tests, "-n", str(workers)),
+        cwd=workdir, env=_environment(workdir), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode == 0:
+        return None
+    return "\n".join(result.stdout.strip().splitlines()[-15:])
 
 
 def _run(workdir: Path, mutant: Mutant, source: str) -> tuple[Mutant, str, float]:
     """Run one mutant's tests in ``workdir``: 'killed', 'survived' or 'timeout'."""
     target = workdir / "handler" / f"{mutant.module}.py"
     target.write_text(mutated_source(mutant, source), encoding="utf-8")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(workdir),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "CI": "",  # a skip is a skip here: the mutant is judged on what ran
-    }
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-    tests = [name for name in MODULES[mutant.module] if (workdir / name).exists()]
-    command += ["-m", SELECTION, "-o", "addopts=", *tests]
+    command = _pytest(workdir, MODULES[mutant.module])
     started = time.monotonic()
     try:
         result = subprocess.run(
-            command, cwd=workdir, env=env, capture_output=True, timeout=TIMEOUT, check=False
+            command,
+            cwd=workdir,
+            env=_environment(workdir),
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
         )
         verdict = "survived" if result.returncode == 0 else "killed"
     except subprocess.TimeoutExpired:
@@ -508,14 +544,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_all(chosen: list[tuple[Mutant, str]], workers: int) -> dict[Mutant, str]:
-    """Each mutant's verdict, ``workers`` at a time, each worker in its own copy of the tree."""
+    """Each mutant's verdict, ``workers`` at a time, each worker in its own copy of the tree;
+    none at all unless the unmutated tree passes the same tests first."""
     verdicts: dict[Mutant, str] = {}
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        files = _tree_files()
         workdirs = []
         for number in range(workers):
             workdir = Path(tmp) / f"w{number}"
-            _copy_tree(workdir)
+            _copy_tree(workdir, files)
             workdirs.append(workdir)
+        modules = sorted({mutant.module for mutant, _ in chosen})
+        failure = baseline_failure(workdirs[0], modules, workers)
+        if failure is not None:
+            raise SystemExit(
+                "mutation: the tests fail with no mutant in place, so every verdict would be "
+                f"a false kill; fix them first:\n{failure}"
+            )
+        print("mutation: the unmutated tree passes its tests", file=sys.stderr, flush=True)
         pending = list(chosen)
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             free = list(workdirs)

@@ -148,3 +148,25 @@ def test_a_rate_is_rounded_down_so_a_target_is_never_met_by_rounding() -> None:
     assert Score(tried=1001, killed=1000, equivalent=0, gaps=1).rate == "99 %"  # 99.9 %
     assert Score(tried=22, killed=20, equivalent=2, gaps=0).rate == "100 %"
     assert Score(tried=3, killed=0, equivalent=3, gaps=0).rate == "-"
+
+
+def test_a_worker_copy_holds_what_the_tests_read() -> None:
+    """tests/test_certificate_profile.py reads docs/CERTIFICATES.md: a copy without docs made
+    every mutant that reached it 'killed'."""
+    files = mutation._tree_files()
+    for needed in ("docs/CERTIFICATES.md", "template.yaml", "handler/app.py", "README.md"):
+        assert needed in files
+    assert not any(name.startswith((".venv/", ".git/")) for name in files)
+
+
+def test_no_mutant_runs_on_a_tree_whose_tests_fail_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(mutation.MODULES, "toy", ["tests/test_toy.py"])
+    (tmp_path / "tests").mkdir()
+    toy = tmp_path / "tests" / "test_toy.py"
+    toy.write_text("def test_fine() -> None:\n    assert True\n")
+    assert mutation.baseline_failure(tmp_path, ["toy"], 1) is None
+    toy.write_text("def test_reads_a_missing_doc() -> None:\n    open('docs/GONE.md')\n")
+    failure = mutation.baseline_failure(tmp_path, ["toy"], 1)
+    assert failure is not None and "1 failed" in failure
