@@ -164,8 +164,76 @@ def test_a_different_ca_does_not_verify() -> None:
 
 
 def test_no_certificate_may_end_after_9999() -> None:
-    with pytest.raises(ValueError, match="9999"):
-        CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=3_000_000, now=NOW)
+    """The longest validity that ends by 9999-12-31 is issued; one day more is refused."""
+    from handler.certificates import max_validity_days
+
+    longest = max_validity_days(NOW)
+    ca = CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=longest, now=NOW)
+    assert ca.cert.not_valid_after_utc.year == 9999
+    whole = f"^a certificate valid for {longest + 1} days would end after year 9999$"
+    with pytest.raises(ValueError, match=whole):
+        CertificateAuthority.create(KeyAlgorithm.ECDSA_P256, validity_days=longest + 1, now=NOW)
+
+
+def test_signed_by_answers_a_bool_either_way() -> None:
+    from handler.certificates import signed_by
+
+    ca, other = _ca(), _ca()
+    leaf = ca.issue(Purpose.SERVER, KeyAlgorithm.ECDSA_P256, validity_days=1, now=NOW)
+    assert signed_by(leaf.cert, ca.cert) is True
+    assert signed_by(leaf.cert, other.cert) is False
+    assert signed_by(leaf.cert, leaf.cert) is False  # the name differs: not even tried
+
+
+def test_each_purpose_is_named_as_openssl_and_go_name_it() -> None:
+    """The name in health reasons ("extended key usage lacks serverAuth") and `inspect`."""
+    assert {purpose: purpose.eku_name for purpose in Purpose} == {
+        Purpose.SERVER: "serverAuth",
+        Purpose.CLIENT: "clientAuth",
+    }
+
+
+def _self_signed(*extensions: x509.ExtensionType) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "hand-made")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=1))
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extensions", "ca"),
+    [
+        ((x509.BasicConstraints(ca=False, path_length=None),), False),
+        ((x509.BasicConstraints(ca=True, path_length=0),), True),  # no KeyUsage: any use
+        ((x509.BasicConstraints(ca=True, path_length=0), _usage(cert_sign=False)), False),
+        ((x509.BasicConstraints(ca=True, path_length=0), _usage(cert_sign=True)), True),
+        ((_usage(cert_sign=True),), False),  # keyCertSign without BasicConstraints CA
+    ],
+)
+def test_a_ca_is_what_gos_parent_checks_accept(
+    extensions: tuple[x509.ExtensionType, ...], ca: bool
+) -> None:
+    """An adopted or hand-made CA is judged as Go judges a parent: BasicConstraints CA, and
+    keyCertSign when KeyUsage is present."""
+    assert is_ca(_self_signed(*extensions)) is ca
 
 
 @pytest.mark.parametrize(
