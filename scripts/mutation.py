@@ -114,6 +114,7 @@ MODULES: dict[str, list[str]] = {
         "tests/test_reliability_convox.py",
     ],
     "health": [
+        "tests/test_health.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
         "tests/test_app.py",
