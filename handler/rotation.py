@@ -160,6 +160,15 @@ def stage(
         # rules rotate to a new CA, which removes every extra parameter.
         return stager.as_stored()
     if requested is RotationStage.SWITCH:
+        if not any(same_key(cert, new_ca.key) for cert in stored.ca_bundle):
+            # An introduce cut short (or ca-cert changed by hand) left the new key stored but
+            # not trusted: instances launched since trust the old CA alone, and leaves the new
+            # one signs would fail every handshake with them.
+            raise StageRefused(
+                "RotationStage switch: the new CA is not in the stored trust bundle (ca-cert), "
+                "so no instance trusts it yet. Set RotationStage introduce again and roll it "
+                "out to every instance, then switch."
+            )
         return stager.switch(new_ca, old_ca)
     if requested is RotationStage.INTRODUCE:
         return stager.back_to_introduce(new_ca, old_ca)

@@ -20,6 +20,8 @@ from handler.codec import (
     certificate_from_stored,
     certificates_from_stored,
     private_key_from_stored,
+    private_key_pem,
+    to_stored,
 )
 from handler.ensure import Outcome, ensure
 from handler.model import GeneratorProperties, RotationStage
@@ -224,6 +226,33 @@ def test_switch_without_a_rotation_is_refused_and_writes_nothing(
         _step(recorded_store, SWITCH, None)
     assert recording.written() == []
     assert ssm_versions(ssm, list(NAMES.everything)) == before
+
+
+def test_switch_to_a_ca_the_trust_bundle_lacks_is_refused_and_writes_nothing(
+    ssm: Any, steady: dict[str, str], recorded_store: ParameterStore, recording: RecordingClient
+) -> None:
+    """An introduce cut short between its writes: the new key stored, ca-cert not yet
+    rewritten. No instance trusts the new CA, so it must not sign; introducing again mends it."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from devkit import ssm_rules
+
+    with ssm_rules.seeding():
+        new_key = private_key_pem(ec.generate_private_key(ec.SECP256R1()))
+        ssm.put_parameter(Name=NAMES.next_ca_key, Value=to_stored(new_key), Type="SecureString")
+    before = ssm_versions(ssm, list(NAMES.everything))
+    with pytest.raises(StageRefused) as refused:
+        _step(recorded_store, SWITCH, INTRODUCE)
+    assert str(refused.value) == (
+        "RotationStage switch: the new CA is not in the stored trust bundle (ca-cert), so no "
+        "instance trusts it yet. Set RotationStage introduce again and roll it out to every "
+        "instance, then switch."
+    )
+    assert recording.written() == []
+    assert ssm_versions(ssm, list(NAMES.everything)) == before
+    again = _step(recorded_store, INTRODUCE, INTRODUCE)
+    assert again.action is Action.INTRODUCED and len(again.trusted) == 2
+    assert _step(recorded_store, SWITCH, INTRODUCE).action is Action.SWITCHED
 
 
 def test_introduce_after_a_retire_cannot_bring_the_old_signer_back(
