@@ -88,9 +88,9 @@ class Plan:
     #: What a staged rotation (RotationStage) does to the CAs; nothing when rotating at once.
     staging: Staging
     #: The CAs ``ca-cert`` is to hold after the signer (a new introduced one comes after them).
-    trusted: tuple[x509.Certificate, ...] = ()
-    bundle_changes: bool = False  # ``ca-cert`` is rewritten though the signer is kept
-    removals: tuple[str, ...] = ()  # deleted after every write (version-track included)
+    trusted: tuple[x509.Certificate, ...]
+    bundle_changes: bool  # ``ca-cert`` is rewritten though the signer is kept
+    removals: tuple[str, ...]  # deleted after every write (version-track included)
 
     @property
     def names(self) -> BundleNames:

@@ -57,6 +57,7 @@ EQUIVALENTS = ROOT / "scripts" / "mutation_equivalents.toml"
 #: module -> the fast tests that concern it (a failing one kills the mutant).
 MODULES: dict[str, list[str]] = {
     "bundle": [
+        "tests/test_bundle.py",
         "tests/test_ensure.py",
         "tests/test_rotation.py",
         "tests/test_stale_events.py",
