@@ -262,8 +262,13 @@ def test_introduce_after_a_retire_cannot_bring_the_old_signer_back(
     _step(store, SWITCH, INTRODUCE)
     _step(store, None, SWITCH)
     before = _values(ssm)
-    with pytest.raises(StageRefused, match="its key is gone"):
+    with pytest.raises(StageRefused) as refused:
         _step(store, INTRODUCE, SWITCH)
+    assert str(refused.value) == (
+        "RotationStage introduce: the CA that signed before the switch was retired and its key "
+        "is gone, so it cannot sign again. Remove RotationStage, or start a new rotation "
+        "(introduce) from an update without it."
+    )
     assert _values(ssm) == before
     # A new rotation, from an update without the property, is fine: it closes the window.
     assert _step(store, INTRODUCE, None).action is Action.INTRODUCED
@@ -508,3 +513,124 @@ def test_a_ca_certificate_stored_twice_is_stored_once_and_kept(
     assert outcome.action is Action.RENEWED
     assert outcome.ca_cert == signer
     assert _values(ssm)[NAMES.cert(Item.CA)] == steady[NAMES.cert(Item.CA)]
+
+
+def test_every_step_tells_the_operator_what_it_does_to_the_cas(store: ParameterStore) -> None:
+    """The CA item's reason, as the log and `docker-tls plan` show it, for each step forward
+    and each rollback (the action alone does not tell a rollback from its step)."""
+
+    def said(stage: RotationStage | None, previous: RotationStage | None) -> tuple[str, str]:
+        outcome = _step(store, stage, previous)
+        return outcome.action.value, outcome.plans[0].items[0].reason
+
+    walk = [
+        (None, None, "created", "nothing stored yet"),
+        (INTRODUCE, None, "introduced", "a new CA (ECDSA-P256) is trusted beside the signing one"),
+        (None, INTRODUCE, "cancelled", "the introduced CA is dropped; it never signed"),
+        (INTRODUCE, None, "introduced", "a new CA (ECDSA-P256) is trusted beside the signing one"),
+        (
+            SWITCH,
+            INTRODUCE,
+            "switched",
+            "the new CA signs; the server and client certificates are reissued by it",
+        ),
+        (
+            INTRODUCE,
+            SWITCH,
+            "introduced",
+            "the CA that signed before signs again; the new one stays trusted",
+        ),
+        (
+            SWITCH,
+            INTRODUCE,
+            "switched",
+            "the new CA signs; the server and client certificates are reissued by it",
+        ),
+        (None, SWITCH, "retired", "only the new CA stays trusted; the old CA's key is removed"),
+        (SWITCH, None, "switched", "the retired CA is trusted again (a retire rolled back)"),
+        (None, SWITCH, "retired", "only the signing CA stays trusted"),
+        (
+            None,
+            None,
+            "reused",
+            "the retired CA's certificate is dropped (the rollback window closes)",
+        ),
+    ]
+    for stage, previous, action, reason in walk:
+        expected = reason if action == "created" else f"healthy; {reason}"
+        assert said(stage, previous) == (action, expected), (stage, previous)
+
+
+def _seed(ssm: Any, changes: dict[str, str | None]) -> None:
+    """A state a crash between writes (or a hand edit) leaves: values set or deleted."""
+    from devkit import ssm_rules
+
+    with ssm_rules.seeding():
+        for name, value in changes.items():
+            if value is None:
+                ssm.delete_parameter(Name=name)
+            else:
+                ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+@pytest.fixture
+def introduced(store: ParameterStore, ssm: Any, steady: dict[str, str]) -> dict[str, str]:
+    _step(store, INTRODUCE, None)
+    return _values(ssm)
+
+
+@pytest.mark.parametrize("ca_key_moved", [False, True])
+def test_a_switch_cut_short_between_its_key_writes_is_finished_by_its_retry(
+    store: ParameterStore, ssm: Any, introduced: dict[str, str], ca_key_moved: bool
+) -> None:
+    """A switch writes previous-ca-key (the old key), then ca-key (the new one), then removes
+    next-ca-key. Cut short after the first write or the second, its retry finishes it."""
+    old, new = introduced[NAMES.key(Item.CA)], introduced[NAMES.next_ca_key]
+    _seed(ssm, {NAMES.previous_ca_key: old, **({NAMES.key(Item.CA): new} if ca_key_moved else {})})
+    assert _step(store, SWITCH, INTRODUCE).action is Action.SWITCHED
+    values = _values(ssm)
+    assert (values[NAMES.key(Item.CA)], values[NAMES.previous_ca_key]) == (new, old)
+    assert NAMES.next_ca_key not in values
+
+
+def test_a_switch_cut_short_before_the_new_key_signs_is_cancelled_by_removing_the_stage(
+    store: ParameterStore, ssm: Any, introduced: dict[str, str]
+) -> None:
+    """Cut short after previous-ca-key only, the old CA still signs: removing RotationStage
+    drops the new CA (it never signed) rather than retiring the old one."""
+    old = introduced[NAMES.key(Item.CA)]
+    _seed(ssm, {NAMES.previous_ca_key: old})
+    assert _step(store, None, INTRODUCE).action is Action.CANCELLED
+    values = _values(ssm)
+    assert values[NAMES.key(Item.CA)] == old
+    assert NAMES.next_ca_key not in values and NAMES.previous_ca_key not in values
+
+
+def test_a_ca_key_lost_mid_rotation_rotates_at_once(
+    store: ParameterStore, ssm: Any, introduced: dict[str, str]
+) -> None:
+    """No signing key: the stage cannot be taken, and the ordinary rules rotate to a new CA,
+    which removes the staged rotation's parameters; the request, still asking to introduce,
+    then introduces a CA beside the new one (not the one whose signer was lost)."""
+    _seed(ssm, {NAMES.key(Item.CA): None})
+    outcome = _step(store, INTRODUCE, INTRODUCE)
+    assert outcome.action is Action.ROTATED
+    first, then = outcome.plans[0], outcome.plans[1]
+    assert first.items[0].reason == "CA key not stored"
+    assert first.removals == (NAMES.next_ca_key,)
+    assert then.action is Action.INTRODUCED
+    values = _values(ssm)
+    assert values[NAMES.next_ca_key] != introduced[NAMES.next_ca_key]
+    assert len(_bundle(values)) == 2
+
+
+def test_a_lost_trust_bundle_is_rebuilt_under_the_name_the_leaves_chain_through(
+    store: ParameterStore, ssm: Any, introduced: dict[str, str]
+) -> None:
+    """ca-cert gone mid-introduce: the signer's certificate is rebuilt under the issuer name
+    of the leaves it signed, so they still chain and are kept."""
+    _seed(ssm, {NAMES.cert(Item.CA): None})
+    outcome = _step(store, INTRODUCE, INTRODUCE)
+    assert [p.decision.value for p in outcome.plans[0].items[1:]] == ["reuse", "reuse"]
+    assert outcome.ca_cert.subject.rfc4514_string() == f"CN={CA_COMMON_NAME}"
+    assert len(outcome.trusted) == 2
