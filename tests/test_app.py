@@ -195,18 +195,27 @@ def test_a_getter_update_keeps_the_id_it_has(invoke: Invoke, physical_id: str) -
 
 
 @pytest.mark.parametrize(
-    "key",
+    ("key", "scope"),
     [
-        "/aws/reference/secretsmanager/prod-db",  # not ours at all
-        "626f62-docker-tls-ca-key",  # another rack's bundle
-        f"{HEX}-version-track",
-        f"{HEX}-docker-tls-ca-key:1",
+        ("/aws/reference/secretsmanager/prod-db", "a docker-tls"),  # not ours at all
+        ("626f62-docker-tls-ca-key", "this project's"),  # another rack's bundle
+        (f"{HEX}-docker-tls-owner", "this project's"),  # ours, but never handed out
+        (f"{HEX}-version-track", "a docker-tls"),
+        (f"{HEX}-docker-tls-ca-key:1", "a docker-tls"),
     ],
 )
-def test_getter_refuses_parameters_outside_the_rack_bundle(invoke: Invoke, key: str) -> None:
+def test_getter_refuses_parameters_outside_the_rack_bundle(
+    invoke: Invoke, key: str, scope: str
+) -> None:
+    """A name this project writes (another rack's, or one the getter never hands out) is
+    told apart from a name that is none of ours."""
     response = invoke("Create", {"Rack": RACK, "ParameterKey": key}, resource_type=GETTER)
     assert response["Status"] == "FAILED"
-    assert response["Reason"].startswith("ParameterKey")
+    assert response["Reason"] == (
+        f"ParameterKey {key!r} is not {scope} parameter of Rack {RACK!r}: use a name the "
+        f"generator returned, e.g. {NAMES.cert(Item.CA)}. Nothing was read or written; fix "
+        "the property."
+    )
 
 
 def test_getter_reports_a_missing_parameter_and_its_delete_reads_nothing(
