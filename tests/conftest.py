@@ -9,6 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
 
 from devkit import ssm_rules
@@ -92,6 +95,25 @@ def store(ssm: Any) -> ParameterStore:
 @pytest.fixture
 def now() -> dt.datetime:
     return NOW
+
+
+def self_signed(*extensions: Any, key: Any = None, days: int = 1, name: str = "hand-made") -> Any:
+    """A hand-made self-signed certificate (P-256 unless ``key`` is given) with exactly
+    ``extensions``, each critical: what docker-tls never issues, for checks that judge any."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=days))
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 def props(rack: str = "convox", **overrides: Any) -> GeneratorProperties:

@@ -37,7 +37,7 @@ from handler.codec import (
     private_key_pem,
     to_stored,
 )
-from tests.conftest import NOW
+from tests.conftest import NOW, self_signed
 
 
 def _ca(algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256) -> CertificateAuthority:
@@ -193,23 +193,6 @@ def test_each_purpose_is_named_as_openssl_and_go_name_it() -> None:
     }
 
 
-def _self_signed(*extensions: x509.ExtensionType) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "hand-made")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + dt.timedelta(days=1))
-    )
-    for extension in extensions:
-        builder = builder.add_extension(extension, critical=True)
-    return builder.sign(key, hashes.SHA256())
-
-
 def _usage(*, cert_sign: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -233,7 +216,7 @@ def test_a_ca_is_what_gos_parent_checks_accept(
 ) -> None:
     """An adopted or hand-made CA is judged as Go judges a parent: BasicConstraints CA, and
     keyCertSign when KeyUsage is present."""
-    assert is_ca(_self_signed(*extensions)) is ca
+    assert is_ca(self_signed(*extensions)) is ca
 
 
 @pytest.mark.parametrize(
@@ -382,19 +365,7 @@ def test_leaves_name_their_role() -> None:
 def test_a_certificate_without_basic_constraints_is_no_ca() -> None:
     from handler.certificates import is_ca
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "no constraints")])
-    bare = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    assert is_ca(bare) is False
+    assert is_ca(self_signed(name="no constraints")) is False
     assert is_ca(_ca().cert) is True
 
 

@@ -21,7 +21,7 @@ from handler.health import (
 )
 from handler.names import Item
 from handler.stored import StoredPair
-from tests.conftest import NOW, props
+from tests.conftest import NOW, props, self_signed
 
 P256 = KeyAlgorithm.ECDSA_P256
 SANS = ("docker.internal", "10.0.0.1")
@@ -90,26 +90,11 @@ def test_a_ca_certificate_for_another_key_is_named_so() -> None:
     )
 
 
-def _self_signed(key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hand-made")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
 def test_a_ca_certificate_must_be_a_ca_and_self_signed_each_on_its_own() -> None:
     """Either failing is enough: a self-signed leaf, or a CA certificate another key signed."""
     reason = "certificate is not a self-signed CA certificate"
     key = ec.generate_private_key(ec.SECP256R1())
-    not_a_ca = _self_signed(key, ca=False)
+    not_a_ca = self_signed(x509.BasicConstraints(ca=False, path_length=None), key=key, days=3650)
     assert ca_cert_problem(StoredPair(not_a_ca, key), key, props(), NOW) == reason
     other = _ca()
     cross = CertificateAuthority.from_key(
